@@ -1,0 +1,440 @@
+// Package dynamostore is the DynamoDB message store: one table with string
+// keys pk and sk and the TTL attribute expiresAt (DESIGN.md section 4).
+//
+// Items:
+//
+//	pk=<partition>       sk=#head                 head, takenAt      sequence counter
+//	pk=<partition>       sk=<20-digit seq>        kind m|t, ...      message or tombstone
+//	pk=idem#<key>        sk=idem                  the first result   idempotency record
+//	pk=count#<key>       sk=count                 n                  rate-limit counter
+//	pk=conn              sk=<connectionId>        expiresAt          connection lease
+//	pk=meta              sk=epoch                 epoch              store epoch
+package dynamostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/webhook-relay/webhook-relay/internal/message"
+	"github.com/webhook-relay/webhook-relay/internal/store"
+)
+
+// TTLAttribute is the table's time-to-live attribute (epoch seconds).
+const TTLAttribute = "expiresAt"
+
+// API is the part of the DynamoDB client the store calls.
+type API interface {
+	GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error)
+	Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
+}
+
+// Options configure a Store.
+type Options struct {
+	TTL         time.Duration    // message retention; default 24h
+	Now         func() time.Time // clock; default time.Now
+	BeforeWrite store.AppendHook // test seam between taking a number and writing
+}
+
+// Store is safe for concurrent use.
+type Store struct {
+	db          API
+	table       *string
+	ttl         time.Duration
+	now         func() time.Time
+	beforeWrite store.AppendHook
+	epoch       int64
+}
+
+const (
+	headKey  = "#head"
+	seqWidth = 20
+	maxSK    = "99999999999999999999"
+	leasePK  = "conn"
+)
+
+// New opens the store on an existing table, creating its epoch on first use.
+func New(ctx context.Context, db API, table string, opts Options) (*Store, error) {
+	if opts.TTL <= 0 {
+		opts.TTL = 24 * time.Hour
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	s := &Store{db: db, table: aws.String(table), ttl: opts.TTL, now: opts.Now, beforeWrite: opts.BeforeWrite}
+	epoch, err := s.loadEpoch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.epoch = epoch
+	return s, nil
+}
+
+func (s *Store) loadEpoch(ctx context.Context) (int64, error) {
+	key := keyOf("meta", "epoch")
+	for range 2 {
+		out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: s.table, Key: key, ConsistentRead: aws.Bool(true)})
+		if err != nil {
+			return 0, wrap(err, "read store epoch")
+		}
+		if out.Item != nil {
+			return numAttr(out.Item, "epoch"), nil
+		}
+		item := keyOf("meta", "epoch")
+		item["epoch"] = num(time.Now().UnixMilli())
+		_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName: s.table, Item: item,
+			ConditionExpression: aws.String("attribute_not_exists(pk)"),
+		})
+		if err != nil && !isConditionFailed(err) {
+			return 0, wrap(err, "create store epoch")
+		}
+	}
+	return 0, errors.New("create store epoch: item vanished after creation")
+}
+
+// Epoch is fixed for the table.
+func (s *Store) Epoch(ctx context.Context) (int64, error) { return s.epoch, nil }
+
+// Ping reads the epoch item: it proves the table answers.
+func (s *Store) Ping(ctx context.Context) error {
+	_, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: s.table, Key: keyOf("meta", "epoch")})
+	return wrap(err, "ping table")
+}
+
+// Append stores msg under the next sequence number of its partition. The
+// idempotency key is checked before a number is taken, so a retry leaves no
+// hole; the record is written in the same transaction as the message, so
+// concurrent first attempts store one message.
+func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string) (store.AppendResult, error) {
+	if idemKey != "" {
+		if r, ok, err := s.lookupIdem(ctx, idemKey); err != nil || ok {
+			return r, err
+		}
+	}
+	partition := store.Partition(msg.SessionID)
+	seq, err := s.takeNumber(ctx, partition)
+	if err != nil {
+		return store.AppendResult{}, err
+	}
+	if s.beforeWrite != nil {
+		s.beforeWrite(partition, seq)
+	}
+	now := s.now()
+	item := s.messageItem(partition, seq, msg, now)
+	notExists := aws.String("attribute_not_exists(pk)")
+	if idemKey == "" {
+		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item, ConditionExpression: notExists})
+		if isConditionFailed(err) {
+			return store.AppendResult{}, store.ErrHoleClosed
+		}
+		if err != nil {
+			return store.AppendResult{}, wrap(err, "put message %s/%d", partition, seq)
+		}
+		return store.AppendResult{Message: msg, Seq: seq}, nil
+	}
+
+	rec := keyOf("idem#"+idemKey, "idem")
+	for k, v := range item {
+		if k != "pk" && k != "sk" && k != "kind" {
+			rec[k] = v
+		}
+	}
+	rec["partition"] = str(partition)
+	rec[TTLAttribute] = num(now.Add(max(s.ttl, store.IdempotencyRetention)).Unix())
+	in := &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
+		{Put: &types.Put{TableName: s.table, Item: item, ConditionExpression: notExists}},
+		{Put: &types.Put{
+			TableName: s.table, Item: rec,
+			// An expired record that DynamoDB has not deleted yet is free.
+			ConditionExpression:       aws.String("attribute_not_exists(pk) OR expiresAt <= :now"),
+			ExpressionAttributeValues: map[string]types.AttributeValue{":now": num(now.Unix())},
+		}},
+	}}
+	backoff := 10 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		_, err := s.db.TransactWriteItems(ctx, in)
+		if err == nil {
+			return store.AppendResult{Message: msg, Seq: seq}, nil
+		}
+		var canceled *types.TransactionCanceledException
+		if !errors.As(err, &canceled) {
+			return store.AppendResult{}, wrap(err, "write message %s/%d with idempotency key", partition, seq)
+		}
+		reasons := canceled.CancellationReasons
+		if len(reasons) > 0 && aws.ToString(reasons[0].Code) == "ConditionalCheckFailed" {
+			return store.AppendResult{}, store.ErrHoleClosed
+		}
+		conflict := false
+		for _, r := range reasons {
+			conflict = conflict || aws.ToString(r.Code) == "TransactionConflict"
+		}
+		if !conflict || attempt >= 5 {
+			if r, ok, lerr := s.lookupIdem(ctx, idemKey); lerr == nil && ok {
+				// A concurrent first attempt won: close our number now so
+				// readers need not wait for it, and answer as it did.
+				if _, terr := s.Tombstone(ctx, partition, seq); terr != nil {
+					return store.AppendResult{}, terr
+				}
+				return r, nil
+			}
+			if !conflict {
+				return store.AppendResult{}, fmt.Errorf("write message %s/%d: transaction canceled: %w", partition, seq, err)
+			}
+			return store.AppendResult{}, wrap(err, "write message %s/%d: transaction conflict persisted", partition, seq)
+		}
+		if r, ok, lerr := s.lookupIdem(ctx, idemKey); lerr == nil && ok {
+			if _, terr := s.Tombstone(ctx, partition, seq); terr != nil {
+				return store.AppendResult{}, terr
+			}
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			return store.AppendResult{}, store.Unavailable(ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff *= 2
+	}
+}
+
+func (s *Store) takeNumber(ctx context.Context, partition string) (uint64, error) {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:        s.table,
+		Key:              keyOf(partition, headKey),
+		UpdateExpression: aws.String("ADD head :one SET takenAt = :now"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":one": num(1), ":now": num(s.now().UnixMilli()),
+		},
+		ReturnValues: types.ReturnValueUpdatedNew,
+	})
+	if err != nil {
+		return 0, wrap(err, "take sequence number in %s", partition)
+	}
+	return uint64(numAttr(out.Attributes, "head")), nil
+}
+
+func (s *Store) lookupIdem(ctx context.Context, key string) (store.AppendResult, bool, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: s.table, Key: keyOf("idem#"+key, "idem"), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return store.AppendResult{}, false, wrap(err, "read idempotency key")
+	}
+	if out.Item == nil || numAttr(out.Item, TTLAttribute) <= s.now().Unix() {
+		return store.AppendResult{}, false, nil
+	}
+	e := s.entryOf(out.Item)
+	return store.AppendResult{Message: e.Message, Seq: e.Seq, Replayed: true}, true, nil
+}
+
+func (s *Store) messageItem(partition string, seq uint64, msg message.Message, now time.Time) map[string]types.AttributeValue {
+	item := keyOf(partition, seqKey(seq))
+	item["kind"] = str("m")
+	item["seq"] = num(int64(seq))
+	item["messageId"] = str(msg.ID)
+	item["message"] = str(msg.Text)
+	item["timestamp"] = num(msg.Timestamp)
+	if msg.SessionID != "" {
+		item["sessionId"] = str(msg.SessionID)
+	}
+	item[TTLAttribute] = num(now.Add(s.ttl).Unix())
+	return item
+}
+
+// Head returns partition's sequence counter.
+func (s *Store) Head(ctx context.Context, partition string) (store.Head, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: s.table, Key: keyOf(partition, headKey), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return store.Head{}, wrap(err, "read head of %s", partition)
+	}
+	if out.Item == nil {
+		return store.Head{}, nil
+	}
+	return store.Head{Seq: uint64(numAttr(out.Item, "head")), TakenAt: time.UnixMilli(numAttr(out.Item, "takenAt"))}, nil
+}
+
+// Read returns up to limit entries of partition numbered above after, in
+// order, with one strongly consistent Query. Expired entries are flagged,
+// never delivered: DynamoDB deletes them late.
+func (s *Store) Read(ctx context.Context, partition string, after uint64, limit int) ([]store.Entry, error) {
+	out, err := s.db.Query(ctx, &dynamodb.QueryInput{
+		TableName:              s.table,
+		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": str(partition), ":from": str(seqKey(after + 1)), ":to": str(maxSK),
+		},
+		ConsistentRead: aws.Bool(true),
+		Limit:          aws.Int32(int32(min(limit, 1000))),
+	})
+	if err != nil {
+		return nil, wrap(err, "query %s after %d", partition, after)
+	}
+	entries := make([]store.Entry, 0, len(out.Items))
+	for _, it := range out.Items {
+		entries = append(entries, s.entryOf(it))
+	}
+	return entries, nil
+}
+
+// Tombstone closes slot seq unless it was written, and returns what the slot
+// holds.
+func (s *Store) Tombstone(ctx context.Context, partition string, seq uint64) (store.Entry, error) {
+	now := s.now()
+	item := keyOf(partition, seqKey(seq))
+	item["kind"] = str("t")
+	item["seq"] = num(int64(seq))
+	item["timestamp"] = num(now.UnixMilli())
+	item[TTLAttribute] = num(now.Add(s.ttl).Unix())
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: s.table, Item: item,
+		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var failed *types.ConditionalCheckFailedException
+	if errors.As(err, &failed) && failed.Item != nil {
+		return s.entryOf(failed.Item), nil
+	}
+	if err != nil {
+		return store.Entry{}, wrap(err, "close hole %s/%d", partition, seq)
+	}
+	return s.entryOf(item), nil
+}
+
+func (s *Store) entryOf(it map[string]types.AttributeValue) store.Entry {
+	e := store.Entry{
+		Seq:       uint64(numAttr(it, "seq")),
+		Tombstone: strAttr(it, "kind") == "t",
+		Expired:   numAttr(it, TTLAttribute) <= s.now().Unix(),
+		Message: message.Message{
+			ID:        strAttr(it, "messageId"),
+			SessionID: strAttr(it, "sessionId"),
+			Text:      strAttr(it, "message"),
+			Timestamp: numAttr(it, "timestamp"),
+		},
+	}
+	return e
+}
+
+// IncrementCounter adds one to counter key and returns the new count. The
+// caller puts the window in the key; expiresAt lets DynamoDB remove it.
+func (s *Store) IncrementCounter(ctx context.Context, key string, expiresAt time.Time) (int64, error) {
+	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:        s.table,
+		Key:              keyOf("count#"+key, "count"),
+		UpdateExpression: aws.String("ADD n :one SET expiresAt = if_not_exists(expiresAt, :exp)"),
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":one": num(1), ":exp": num(expiresAt.Unix()),
+		},
+		ReturnValues: types.ReturnValueUpdatedNew,
+	})
+	if err != nil {
+		return 0, wrap(err, "increment counter")
+	}
+	return numAttr(out.Attributes, "n"), nil
+}
+
+// PutLease creates or renews connection lease id until expiresAt.
+func (s *Store) PutLease(ctx context.Context, id string, expiresAt time.Time) error {
+	item := keyOf(leasePK, id)
+	item[TTLAttribute] = num(expiresAt.Unix())
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item})
+	return wrap(err, "put lease %s", id)
+}
+
+// DeleteLease releases lease id.
+func (s *Store) DeleteLease(ctx context.Context, id string) error {
+	_, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: s.table, Key: keyOf(leasePK, id)})
+	return wrap(err, "delete lease %s", id)
+}
+
+// CountLeases counts unexpired leases across every instance.
+func (s *Store) CountLeases(ctx context.Context) (int, error) {
+	in := &dynamodb.QueryInput{
+		TableName:                s.table,
+		KeyConditionExpression:   aws.String("pk = :pk"),
+		FilterExpression:         aws.String("#exp > :now"),
+		ExpressionAttributeNames: map[string]string{"#exp": TTLAttribute},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk": str(leasePK), ":now": num(s.now().Unix()),
+		},
+		Select: types.SelectCount,
+	}
+	n := 0
+	for {
+		out, err := s.db.Query(ctx, in)
+		if err != nil {
+			return 0, wrap(err, "count leases")
+		}
+		n += int(out.Count)
+		if len(out.LastEvaluatedKey) == 0 {
+			return n, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+}
+
+func seqKey(seq uint64) string {
+	s := strconv.FormatUint(seq, 10)
+	if len(s) >= seqWidth {
+		return s
+	}
+	return "00000000000000000000"[:seqWidth-len(s)] + s
+}
+
+func keyOf(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{"pk": str(pk), "sk": str(sk)}
+}
+
+func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+func num(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func strAttr(it map[string]types.AttributeValue, name string) string {
+	if v, ok := it[name].(*types.AttributeValueMemberS); ok {
+		return v.Value
+	}
+	return ""
+}
+
+func numAttr(it map[string]types.AttributeValue, name string) int64 {
+	if v, ok := it[name].(*types.AttributeValueMemberN); ok {
+		n, _ := strconv.ParseInt(v.Value, 10, 64)
+		return n
+	}
+	return 0
+}
+
+func isConditionFailed(err error) bool {
+	var failed *types.ConditionalCheckFailedException
+	return errors.As(err, &failed)
+}
+
+// wrap adds what was being done to err, and marks faults of the service as
+// unavailability (the caller answers 503 and the sender retries). Errors
+// that retrying cannot fix, such as a missing table, stay plain.
+func wrap(err error, format string, args ...any) error {
+	if err == nil {
+		return nil
+	}
+	err = fmt.Errorf(format+": %w", append(args, err)...)
+	var api smithy.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode() {
+		case "ResourceNotFoundException", "ValidationException", "AccessDeniedException", "UnrecognizedClientException":
+			return err
+		}
+	}
+	return store.Unavailable(err)
+}

@@ -1,0 +1,60 @@
+package dynamostore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
+	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
+	"github.com/webhook-relay/webhook-relay/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) { dynamotest.Main(m) }
+
+// newStore creates a table of its own on the shared DynamoDB Local.
+func newStore(t *testing.T, opts dynamostore.Options) *dynamostore.Store {
+	t.Helper()
+	client := dynamotest.Client(t, dynamotest.Endpoint(t))
+	table := dynamotest.TableName(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := dynamostore.CreateTable(ctx, client, table); err != nil {
+		t.Fatalf("create table: %v", err)
+	}
+	s, err := dynamostore.New(ctx, client, table, opts)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	return s
+}
+
+func TestConformanceDynamoDBLocal(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, o storetest.Options) storetest.Store {
+		return newStore(t, dynamostore.Options{TTL: o.TTL, Now: o.Now, BeforeWrite: o.BeforeWrite})
+	})
+}
+
+func TestCreateTableIdempotent(t *testing.T) {
+	client := dynamotest.Client(t, dynamotest.Endpoint(t))
+	table := dynamotest.TableName(t)
+	ctx := context.Background()
+	for i := range 2 {
+		if err := dynamostore.CreateTable(ctx, client, table); err != nil {
+			t.Fatalf("CreateTable #%d: %v", i+1, err)
+		}
+	}
+	s1, err := dynamostore.New(ctx, client, table, dynamostore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2, err := dynamostore.New(ctx, client, table, dynamostore.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e1, _ := s1.Epoch(ctx)
+	e2, _ := s2.Epoch(ctx)
+	if e1 != e2 || e1 == 0 {
+		t.Fatalf("epochs %d and %d: want one fixed epoch per table", e1, e2)
+	}
+}
