@@ -1,0 +1,211 @@
+// Package config reads the service's environment variables once at start
+// (DESIGN.md section 3). The same names work locally and on Lambda; a value
+// that makes no sense stops the process with an error naming the variable.
+package config
+
+import (
+	"encoding/base64"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Component is a process that reads configuration.
+type Component uint8
+
+// The components; a variable lists those that read it.
+const (
+	Webhook Component = 1 << iota // functions/webhook
+	Stream                        // functions/stream
+	Local                         // the local adapter: both, plus local-only variables
+)
+
+// Var describes one environment variable.
+type Var struct {
+	Name    string
+	Default string
+	Meaning string
+	UsedBy  Component
+	// LocalOnly variables are never set on Lambda (the template omits them).
+	LocalOnly bool
+	set       func(c *Config, v string) error
+}
+
+// Config is the parsed configuration.
+type Config struct {
+	WebhookSecret             string
+	SigningSecret             []byte // decoded from whsec_<base64>; nil when unset
+	TableName                 string
+	DynamoDBEndpoint          string
+	MessageTTL                time.Duration
+	ReplayCount               int
+	HeartbeatInterval         time.Duration
+	PollInterval              time.Duration
+	HoleTimeout               time.Duration
+	MaxStreamDuration         time.Duration
+	StreamDeadlineMargin      time.Duration
+	RetryMS                   int
+	MaxMessageChars           int
+	MaxBodyBytes              int64
+	RateLimitPerMinute        int
+	SessionRateLimitPerMinute int
+	TrustProxyHeaders         bool
+	AllowedOrigins            []string // empty: same origin only; "*" allows any
+	Port                      int
+	Host                      string
+}
+
+// Variables lists every variable, in the order of the README's table.
+func Variables() []Var {
+	both := Webhook | Stream | Local
+	return []Var{
+		{"WEBHOOK_SECRET", "", "Required `X-Webhook-Secret` value for POST; unset leaves POST open (a warning is logged).", Webhook | Local, false,
+			func(c *Config, v string) error { c.WebhookSecret = v; return nil }},
+		{"WEBHOOK_SIGNING_SECRET", "", "`whsec_<base64>`: verify Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`).", Webhook | Local, false, setSigningSecret},
+		{"TABLE_NAME", "webhook-relay", "DynamoDB table.", both, false,
+			func(c *Config, v string) error { c.TableName = v; return nonEmpty(v) }},
+		{"DYNAMODB_ENDPOINT", "", "DynamoDB Local or another endpoint; for the local adapter it selects DynamoDB instead of the memory store.", both, true,
+			func(c *Config, v string) error { c.DynamoDBEndpoint = v; return nil }},
+		{"MESSAGE_TTL", "24h", "Retention of messages (and tombstones).", both, false, duration(func(c *Config) *time.Duration { return &c.MessageTTL }, 1)},
+		{"REPLAY_COUNT", "5", "Recent messages replayed to a new stream, in total across its partitions.", Stream | Local, false, integer(func(c *Config) *int { return &c.ReplayCount }, 0, 1000)},
+		{"HEARTBEAT_INTERVAL", "30s", "SSE heartbeat comment interval; connection leases are renewed with it.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, 1)},
+		{"POLL_INTERVAL", "1s", "How often a stream reads DynamoDB for new messages (the memory store wakes streams at once).", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.PollInterval }, 1)},
+		{"HOLE_TIMEOUT", "2s", "How long a stream waits for a missing sequence number before closing the hole.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.HoleTimeout }, 1)},
+		{"MAX_STREAM_DURATION", "14m", "Planned end of a stream; the browser reconnects and resumes exactly.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.MaxStreamDuration }, 1)},
+		{"STREAM_DEADLINE_MARGIN", "10s", "End a stream this long before the Lambda deadline.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.StreamDeadlineMargin }, 0)},
+		{"RETRY_MS", "3000", "SSE `retry:` sent to the browser, in milliseconds.", Stream | Local, false, integer(func(c *Config) *int { return &c.RetryMS }, 0, 3600000)},
+		{"MAX_MESSAGE_CHARS", "4000", "Longest message, in characters.", Webhook | Local, false, integer(func(c *Config) *int { return &c.MaxMessageChars }, 1, 1<<20)},
+		{"MAX_BODY_BYTES", "65536", "Largest request body; larger gets 413.", Webhook | Local, false,
+			func(c *Config, v string) error {
+				n, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || n < 1 || n > 6<<20 {
+					return fmt.Errorf("want a whole number of bytes from 1 to %d", 6<<20)
+				}
+				c.MaxBodyBytes = n
+				return nil
+			}},
+		{"RATE_LIMIT_PER_MINUTE", "600", "POSTs per minute per source IP, across all instances; 0 disables.", Webhook | Local, false, integer(func(c *Config) *int { return &c.RateLimitPerMinute }, 0, 1<<30)},
+		{"SESSION_RATE_LIMIT_PER_MINUTE", "120", "POSTs per minute per target session (broadcast is one target); 0 disables.", Webhook | Local, false, integer(func(c *Config) *int { return &c.SessionRateLimitPerMinute }, 0, 1<<30)},
+		{"TRUST_PROXY_HEADERS", "false", "Take the source IP from X-Forwarded-For (only behind a proxy you run).", Webhook | Local, false,
+			func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return fmt.Errorf("want true or false")
+				}
+				c.TrustProxyHeaders = b
+				return nil
+			}},
+		{"ALLOWED_ORIGINS", "", "CORS origins for the stream: comma list, or `*`; unset allows the same origin only.", Stream | Local, false, setOrigins},
+		{"PORT", "3000", "Local adapter port.", Local, true, integer(func(c *Config) *int { return &c.Port }, 0, 65535)},
+		{"HOST", "127.0.0.1", "Local adapter bind address.", Local, true,
+			func(c *Config, v string) error { c.Host = v; return nonEmpty(v) }},
+	}
+}
+
+// Load parses the variables component reads, taking values from getenv
+// (os.Getenv in production) and defaults for the unset ones.
+func Load(component Component, getenv func(string) string) (Config, error) {
+	var c Config
+	for _, v := range Variables() {
+		if v.UsedBy&component == 0 {
+			continue
+		}
+		val := strings.TrimSpace(getenv(v.Name))
+		if val == "" {
+			val = v.Default
+		}
+		if val == "" && v.Default == "" {
+			if err := v.set(&c, ""); err != nil {
+				return Config{}, fmt.Errorf("%s: %w", v.Name, err)
+			}
+			continue
+		}
+		if err := v.set(&c, val); err != nil {
+			return Config{}, fmt.Errorf("invalid %s=%q: %w", v.Name, redact(v.Name, val), err)
+		}
+	}
+	return c, nil
+}
+
+// Defaults returns the configuration with every variable unset.
+func Defaults() Config {
+	c, err := Load(Webhook|Stream|Local, func(string) string { return "" })
+	if err != nil {
+		panic("config defaults do not parse: " + err.Error())
+	}
+	return c
+}
+
+func redact(name, val string) string {
+	if strings.Contains(name, "SECRET") {
+		return "<redacted>"
+	}
+	return val
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	return nil
+}
+
+func duration(field func(*Config) *time.Duration, minimum time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 500ms, 30s or 14m")
+		}
+		if d < minimum {
+			if minimum > 0 {
+				return fmt.Errorf("must be positive")
+			}
+			return fmt.Errorf("must not be negative")
+		}
+		*field(c) = d
+		return nil
+	}
+}
+
+func integer(field func(*Config) *int, lo, hi int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < lo || n > hi {
+			return fmt.Errorf("want a whole number from %d to %d", lo, hi)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func setSigningSecret(c *Config, v string) error {
+	if v == "" {
+		return nil
+	}
+	raw, ok := strings.CutPrefix(v, "whsec_")
+	if !ok {
+		return fmt.Errorf("want whsec_ followed by base64")
+	}
+	key, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil || len(key) == 0 {
+		return fmt.Errorf("want whsec_ followed by base64")
+	}
+	c.SigningSecret = key
+	return nil
+}
+
+func setOrigins(c *Config, v string) error {
+	c.AllowedOrigins = nil
+	for o := range strings.SplitSeq(v, ",") {
+		o = strings.TrimRight(strings.TrimSpace(o), "/")
+		if o == "" {
+			continue
+		}
+		if o != "*" && !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+			return fmt.Errorf("origin %q must start with http:// or https://, or be *", o)
+		}
+		c.AllowedOrigins = append(c.AllowedOrigins, o)
+	}
+	return nil
+}

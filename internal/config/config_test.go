@@ -1,0 +1,117 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestDefaults(t *testing.T) {
+	c := Defaults()
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"TableName", c.TableName, "webhook-relay"},
+		{"MessageTTL", c.MessageTTL, 24 * time.Hour},
+		{"ReplayCount", c.ReplayCount, 5},
+		{"HeartbeatInterval", c.HeartbeatInterval, 30 * time.Second},
+		{"PollInterval", c.PollInterval, time.Second},
+		{"HoleTimeout", c.HoleTimeout, 2 * time.Second},
+		{"MaxStreamDuration", c.MaxStreamDuration, 14 * time.Minute},
+		{"StreamDeadlineMargin", c.StreamDeadlineMargin, 10 * time.Second},
+		{"RetryMS", c.RetryMS, 3000},
+		{"MaxMessageChars", c.MaxMessageChars, 4000},
+		{"MaxBodyBytes", c.MaxBodyBytes, int64(65536)},
+		{"RateLimitPerMinute", c.RateLimitPerMinute, 600},
+		{"SessionRateLimitPerMinute", c.SessionRateLimitPerMinute, 120},
+		{"TrustProxyHeaders", c.TrustProxyHeaders, false},
+		{"Port", c.Port, 3000},
+		{"Host", c.Host, "127.0.0.1"},
+		{"AllowedOrigins", len(c.AllowedOrigins), 0},
+		{"SigningSecret", c.SigningSecret == nil, true},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestLoadValues(t *testing.T) {
+	c, err := Load(Local, env(map[string]string{
+		"HEARTBEAT_INTERVAL":     "1s",
+		"MAX_STREAM_DURATION":    "4s",
+		"RATE_LIMIT_PER_MINUTE":  "0",
+		"REPLAY_COUNT":           "0",
+		"STREAM_DEADLINE_MARGIN": "0s",
+		"ALLOWED_ORIGINS":        "https://a.example, http://localhost:5173/",
+		"WEBHOOK_SIGNING_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+		"TRUST_PROXY_HEADERS":    "true",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HeartbeatInterval != time.Second || c.MaxStreamDuration != 4*time.Second || c.RateLimitPerMinute != 0 || c.ReplayCount != 0 {
+		t.Fatalf("short values not taken: %+v", c)
+	}
+	if len(c.AllowedOrigins) != 2 || c.AllowedOrigins[1] != "http://localhost:5173" {
+		t.Fatalf("AllowedOrigins = %q", c.AllowedOrigins)
+	}
+	if len(c.SigningSecret) == 0 || !c.TrustProxyHeaders {
+		t.Fatalf("signing secret or proxy flag not parsed")
+	}
+}
+
+func TestLoadRejectsNonsense(t *testing.T) {
+	tests := []struct{ name, value string }{
+		{"HEARTBEAT_INTERVAL", "-1s"},
+		{"HEARTBEAT_INTERVAL", "0s"},
+		{"HEARTBEAT_INTERVAL", "soon"},
+		{"POLL_INTERVAL", "10"},
+		{"MESSAGE_TTL", "-24h"},
+		{"STREAM_DEADLINE_MARGIN", "-1s"},
+		{"REPLAY_COUNT", "-1"},
+		{"REPLAY_COUNT", "five"},
+		{"RATE_LIMIT_PER_MINUTE", "-5"},
+		{"MAX_BODY_BYTES", "0"},
+		{"MAX_MESSAGE_CHARS", "1e3"},
+		{"TRUST_PROXY_HEADERS", "maybe"},
+		{"ALLOWED_ORIGINS", "example.com"},
+		{"WEBHOOK_SIGNING_SECRET", "not-whsec"},
+		{"WEBHOOK_SIGNING_SECRET", "whsec_%%%"},
+		{"PORT", "70000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			_, err := Load(Local, env(map[string]string{tt.name: tt.value}))
+			if err == nil || !strings.Contains(err.Error(), tt.name) {
+				t.Fatalf("Load error = %v, want one naming %s", err, tt.name)
+			}
+		})
+	}
+}
+
+func TestSecretsNeverInErrors(t *testing.T) {
+	_, err := Load(Local, env(map[string]string{"WEBHOOK_SIGNING_SECRET": "topsecretvalue"}))
+	if err == nil || strings.Contains(err.Error(), "topsecretvalue") {
+		t.Fatalf("error %v leaks the secret", err)
+	}
+}
+
+func TestComponentsReadOnlyTheirVariables(t *testing.T) {
+	c, err := Load(Webhook, env(map[string]string{"HEARTBEAT_INTERVAL": "nonsense"}))
+	if err != nil {
+		t.Fatalf("webhook function parsed a stream variable: %v", err)
+	}
+	if c.HeartbeatInterval != 0 {
+		t.Fatalf("webhook config has a heartbeat")
+	}
+	if _, err := Load(Stream, env(map[string]string{"HEARTBEAT_INTERVAL": "nonsense"})); err == nil {
+		t.Fatalf("stream function ignored a bad HEARTBEAT_INTERVAL")
+	}
+}

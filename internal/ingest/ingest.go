@@ -1,0 +1,328 @@
+// Package ingest serves POST /api/webhook (accept a message) and
+// GET /api/webhook (health) as one http.Handler, the same under net/http
+// and behind API Gateway.
+package ingest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/config"
+	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
+	"github.com/webhook-relay/webhook-relay/internal/message"
+	"github.com/webhook-relay/webhook-relay/internal/store"
+)
+
+// Path is the route this handler serves.
+const Path = "/api/webhook"
+
+// Store is what ingest needs of the message store.
+type Store interface {
+	Append(ctx context.Context, msg message.Message, idemKey string) (store.AppendResult, error)
+	IncrementCounter(ctx context.Context, key string, expiresAt time.Time) (int64, error)
+	CountLeases(ctx context.Context) (int, error)
+}
+
+// Options are the handler's collaborators besides the store.
+type Options struct {
+	Logger *slog.Logger     // default slog.Default()
+	Now    func() time.Time // default time.Now
+	// RequestID names a request in logs; default: a Lambda request id when
+	// the adapter put one in the context, else random.
+	RequestID func(*http.Request) string
+}
+
+// Handler is the ingest http.Handler.
+type Handler struct {
+	st        Store
+	cfg       config.Config
+	log       *slog.Logger
+	now       func() time.Time
+	requestID func(*http.Request) string
+}
+
+// storeTimeout bounds one request's store work; the stream's hole logic
+// relies on writers finishing well within its stale age.
+const storeTimeout = 10 * time.Second
+
+// New returns the handler. It logs one warning when POST is left open.
+func New(st Store, cfg config.Config, opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.RequestID == nil {
+		opts.RequestID = randomID
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.MaxMessageChars <= 0 {
+		cfg.MaxMessageChars = message.DefaultMaxChars
+	}
+	if cfg.WebhookSecret == "" && cfg.SigningSecret == nil {
+		opts.Logger.Warn("WEBHOOK_SECRET is not set: anyone who can reach POST /api/webhook can send messages")
+	}
+	return &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, requestID: opts.RequestID}
+}
+
+func randomID(*http.Request) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// outcome is what one request did, for its log line.
+type outcome struct {
+	status    int
+	result    string
+	messageID string
+	sessionID string
+	replayed  bool
+	err       error
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != Path {
+		jsonhttp.NotFound(w)
+		return
+	}
+	start := time.Now()
+	var o outcome
+	switch r.Method {
+	case http.MethodPost:
+		o = h.post(w, r)
+	case http.MethodGet, http.MethodHead:
+		o = h.health(w, r)
+	default:
+		jsonhttp.MethodNotAllowed(w, "GET, HEAD, POST")
+		o = outcome{status: http.StatusMethodNotAllowed, result: "method not allowed"}
+	}
+	attrs := []slog.Attr{
+		slog.String("requestId", h.requestID(r)),
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.String("source", h.sourceIP(r)),
+		slog.Int("status", o.status),
+		slog.String("outcome", o.result),
+		slog.Float64("latencyMs", float64(time.Since(start).Microseconds())/1000),
+	}
+	if o.messageID != "" {
+		attrs = append(attrs, slog.String("messageId", o.messageID), slog.Bool("replayed", o.replayed))
+	}
+	if o.sessionID != "" {
+		attrs = append(attrs, slog.String("sessionId", o.sessionID))
+	}
+	if o.err != nil {
+		attrs = append(attrs, slog.String("error", o.err.Error()))
+	}
+	level := slog.LevelInfo
+	switch {
+	case o.status == http.StatusUnauthorized:
+		level = slog.LevelWarn // rejected auth: watched for abuse
+	case o.status >= 500:
+		level = slog.LevelError
+	}
+	h.log.LogAttrs(r.Context(), level, "webhook request", attrs...)
+}
+
+func (h *Handler) fail(w http.ResponseWriter, status int, msg string) outcome {
+	jsonhttp.Error(w, status, msg)
+	return outcome{status: status, result: msg}
+}
+
+type accepted struct {
+	Success   bool   `json:"success"`
+	MessageID string `json:"messageId"`
+	Timestamp int64  `json:"timestamp"`
+}
+
+func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
+	if h.cfg.WebhookSecret != "" {
+		got := r.Header.Get("X-Webhook-Secret")
+		if subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.WebhookSecret)) != 1 {
+			if got == "" {
+				return h.fail(w, http.StatusUnauthorized, "Missing X-Webhook-Secret header.")
+			}
+			return h.fail(w, http.StatusUnauthorized, "Invalid webhook secret.")
+		}
+	}
+	kind := kindOf(r.Header.Get("Content-Type"))
+	if kind == kindUnsupported {
+		return h.fail(w, http.StatusUnsupportedMediaType, "Unsupported Content-Type; send application/json or application/x-www-form-urlencoded.")
+	}
+	tooLarge := "Request body is larger than " + strconv.FormatInt(h.cfg.MaxBodyBytes, 10) + " bytes."
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		return h.fail(w, http.StatusRequestEntityTooLarge, tooLarge)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return h.fail(w, http.StatusRequestEntityTooLarge, tooLarge)
+		}
+		return h.fail(w, http.StatusBadRequest, "Could not read the request body.")
+	}
+	if h.cfg.SigningSecret != nil {
+		if reason := verifySignature(h.cfg.SigningSecret, r.Header, body, h.now()); reason != "" {
+			return h.fail(w, http.StatusUnauthorized, reason)
+		}
+	}
+	idemKey := r.Header.Get("Idempotency-Key")
+	if idemKey == "" {
+		idemKey = r.Header.Get("webhook-id")
+	}
+	if idemKey != "" {
+		if err := store.ValidateIdempotencyKey(idemKey); err != nil {
+			return h.fail(w, http.StatusBadRequest, err.Error())
+		}
+	}
+
+	var p payload
+	if kind == kindForm {
+		p, err = decodeForm(body)
+	} else {
+		p, err = decodeJSON(body)
+	}
+	if err == nil {
+		err = message.ValidateText(p.Message, h.cfg.MaxMessageChars)
+	}
+	if err == nil && p.SessionID != "" {
+		err = message.ValidateSessionID(p.SessionID)
+	}
+	if err != nil {
+		o := h.fail(w, http.StatusBadRequest, err.Error())
+		o.sessionID = safeSession(p.SessionID)
+		return o
+	}
+
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	if o, limited := h.rateLimit(ctx, w, r, p.SessionID); limited {
+		o.sessionID = p.SessionID
+		return o
+	}
+	msg := message.New(h.now(), p.SessionID, p.Message)
+	res, err := h.st.Append(ctx, msg, idemKey)
+	if err != nil {
+		o := h.storeFault(w, err)
+		o.sessionID = p.SessionID
+		return o
+	}
+	jsonhttp.Write(w, http.StatusOK, accepted{Success: true, MessageID: res.Message.ID, Timestamp: res.Message.Timestamp})
+	result := "accepted"
+	if res.Replayed {
+		result = "idempotent replay"
+	}
+	return outcome{status: http.StatusOK, result: result, messageID: res.Message.ID, sessionID: res.Message.SessionID, replayed: res.Replayed}
+}
+
+// safeSession logs a rejected session id only when it is well formed.
+func safeSession(id string) string {
+	if message.ValidateSessionID(id) == nil {
+		return id
+	}
+	return ""
+}
+
+func (h *Handler) storeFault(w http.ResponseWriter, err error) outcome {
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrHoleClosed) || errors.Is(err, context.DeadlineExceeded) {
+		w.Header().Set("Retry-After", "1")
+		o := h.fail(w, http.StatusServiceUnavailable, "The message store is unavailable; nothing was stored. Retry shortly.")
+		o.err = err
+		return o
+	}
+	o := h.fail(w, http.StatusInternalServerError, "Internal error; nothing was stored.")
+	o.err = err
+	return o
+}
+
+// rateLimit counts the request against its source and its target, in
+// fixed one-minute windows shared by every instance through the store.
+func (h *Handler) rateLimit(ctx context.Context, w http.ResponseWriter, r *http.Request, sessionID string) (outcome, bool) {
+	now := h.now()
+	window := now.Truncate(time.Minute)
+	suffix := "#" + strconv.FormatInt(window.Unix(), 10)
+	expires := window.Add(2 * time.Minute)
+	target := "session:" + sessionID
+	if sessionID == "" {
+		target = "broadcast"
+	}
+	limits := []struct {
+		limit int
+		key   string
+		what  string
+	}{
+		{h.cfg.RateLimitPerMinute, "ip#" + h.sourceIP(r) + suffix, "from this source"},
+		{h.cfg.SessionRateLimitPerMinute, "target#" + target + suffix, "to this target"},
+	}
+	for _, l := range limits {
+		if l.limit <= 0 {
+			continue
+		}
+		n, err := h.st.IncrementCounter(ctx, l.key, expires)
+		if err != nil {
+			return h.storeFault(w, err), true
+		}
+		if n > int64(l.limit) {
+			retry := int(window.Add(time.Minute).Sub(now).Seconds() + 0.999)
+			w.Header().Set("Retry-After", strconv.Itoa(max(retry, 1)))
+			return h.fail(w, http.StatusTooManyRequests, "Rate limit exceeded: at most "+strconv.Itoa(l.limit)+" messages per minute "+l.what+"."), true
+		}
+	}
+	return outcome{}, false
+}
+
+// sourceIP is the client address: RemoteAddr (which the Lambda adapter sets
+// from API Gateway's identity), or the first X-Forwarded-For hop when the
+// operator trusts the proxy in front.
+func (h *Handler) sourceIP(r *http.Request) string {
+	if h.cfg.TrustProxyHeaders {
+		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
+			first, _, _ := strings.Cut(xff, ",")
+			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
+				return ip.String()
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+type healthy struct {
+	Status            string `json:"status"`
+	ActiveConnections int    `json:"activeConnections"`
+}
+
+type unhealthy struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+func (h *Handler) health(w http.ResponseWriter, r *http.Request) outcome {
+	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
+	defer cancel()
+	n, err := h.st.CountLeases(ctx)
+	if err != nil {
+		w.Header().Set("Retry-After", "1")
+		jsonhttp.Write(w, http.StatusServiceUnavailable, unhealthy{Status: "error", Error: "The message store cannot be reached."})
+		return outcome{status: http.StatusServiceUnavailable, result: "store unreachable", err: err}
+	}
+	jsonhttp.Write(w, http.StatusOK, healthy{Status: "ok", ActiveConnections: n})
+	return outcome{status: http.StatusOK, result: "ok"}
+}
