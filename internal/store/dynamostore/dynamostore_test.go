@@ -3,7 +3,6 @@ package dynamostore_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
@@ -12,26 +11,9 @@ import (
 
 func TestMain(m *testing.M) { dynamotest.Main(m) }
 
-// newStore creates a table of its own on the shared DynamoDB Local.
-func newStore(t *testing.T, opts dynamostore.Options) *dynamostore.Store {
-	t.Helper()
-	client := dynamotest.Client(t, dynamotest.Endpoint(t))
-	table := dynamotest.TableName(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := dynamostore.CreateTable(ctx, client, table); err != nil {
-		t.Fatalf("create table: %v", err)
-	}
-	s, err := dynamostore.New(ctx, client, table, opts)
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	return s
-}
-
 func TestConformanceDynamoDBLocal(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, o storetest.Options) storetest.Store {
-		return newStore(t, dynamostore.Options{TTL: o.TTL, Now: o.Now, BeforeWrite: o.BeforeWrite})
+		return storetest.NewDynamo(t, o, nil)
 	})
 }
 

@@ -1,0 +1,362 @@
+// Package stream serves GET /api/webhook/stream: Server-Sent Events for one
+// chat window, with replay, exact resume from Last-Event-ID, heartbeats, a
+// connection lease, and a planned end before the Lambda deadline. The same
+// handler runs under net/http and under lambdaurl (RESPONSE_STREAM).
+package stream
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/config"
+	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
+	"github.com/webhook-relay/webhook-relay/internal/message"
+	"github.com/webhook-relay/webhook-relay/internal/sse"
+	"github.com/webhook-relay/webhook-relay/internal/tail"
+)
+
+// Path is the route this handler serves.
+const Path = "/api/webhook/stream"
+
+// Store is what a stream needs of the message store.
+type Store interface {
+	tail.Store
+	PutLease(ctx context.Context, id string, expiresAt time.Time) error
+	DeleteLease(ctx context.Context, id string) error
+}
+
+// Options are the handler's collaborators besides the store.
+type Options struct {
+	Logger *slog.Logger     // default slog.Default()
+	Now    func() time.Time // default time.Now
+}
+
+// Handler is the stream http.Handler.
+type Handler struct {
+	st    Store
+	cfg   config.Config
+	log   *slog.Logger
+	now   func() time.Time
+	drain chan struct{}
+	once  sync.Once
+}
+
+// writeTimeout bounds one write to a client: a client that stops reading is
+// dropped after its socket buffer fills and this passes, blocking no one else.
+const writeTimeout = 10 * time.Second
+
+// New returns the handler.
+func New(st Store, cfg config.Config, opts Options) *Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, drain: make(chan struct{})}
+}
+
+// Drain ends every open stream cleanly (clients reconnect and resume), for
+// graceful shutdown. Register it with http.Server.RegisterOnShutdown.
+func (h *Handler) Drain() { h.once.Do(func() { close(h.drain) }) }
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != Path {
+		jsonhttp.NotFound(w)
+		return
+	}
+	allowed := h.cors(w, r)
+	switch r.Method {
+	case http.MethodGet, http.MethodHead:
+	case http.MethodOptions:
+		if !allowed {
+			jsonhttp.Error(w, http.StatusForbidden, "Origin not allowed.")
+			return
+		}
+		w.Header().Set("Access-Control-Allow-Methods", "GET, OPTIONS")
+		w.Header().Set("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control")
+		w.Header().Set("Access-Control-Max-Age", "600")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		jsonhttp.MethodNotAllowed(w, "GET, HEAD, OPTIONS")
+		return
+	}
+	sessionID := r.URL.Query().Get("sessionId")
+	if sessionID != "" {
+		if err := message.ValidateSessionID(sessionID); err != nil {
+			jsonhttp.Error(w, http.StatusBadRequest, "Query parameter "+err.Error()[len("Field "):])
+			return
+		}
+	}
+	lastEventID := r.Header.Get("Last-Event-ID")
+	if lastEventID == "" {
+		lastEventID = r.URL.Query().Get("lastEventId")
+	}
+	h.serve(w, r, sessionID, lastEventID)
+}
+
+// cors sets CORS headers for an allowed Origin and reports whether the
+// request may proceed cross-origin. Without ALLOWED_ORIGINS only the same
+// origin is served (browsers send no CORS check for it).
+func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	w.Header().Add("Vary", "Origin")
+	if slices.Contains(h.cfg.AllowedOrigins, "*") {
+		w.Header().Set("Access-Control-Allow-Origin", "*")
+		return true
+	}
+	if slices.Contains(h.cfg.AllowedOrigins, origin) {
+		w.Header().Set("Access-Control-Allow-Origin", origin)
+		return true
+	}
+	return false
+}
+
+// conn is one open stream.
+type conn struct {
+	w      http.ResponseWriter
+	rc     *http.ResponseController
+	buf    []byte
+	events int
+}
+
+func (c *conn) flush() error {
+	_ = c.rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // unsupported on Lambda: fine
+	_, err := c.w.Write(c.buf)
+	c.buf = c.buf[:0]
+	if err != nil {
+		return err
+	}
+	if err := c.rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return err
+	}
+	return nil
+}
+
+type connected struct {
+	Type         string  `json:"type"`
+	ConnectionID string  `json:"connectionId"`
+	SessionID    *string `json:"sessionId"`
+}
+
+type reset struct {
+	Type   string `json:"type"`
+	Reason string `json:"reason"`
+}
+
+type webhookMessage struct {
+	Type      string  `json:"type"`
+	ID        string  `json:"id"`
+	Message   string  `json:"message"`
+	SessionID *string `json:"sessionId"`
+	Timestamp int64   `json:"timestamp"`
+}
+
+func (c *conn) event(id string, v any) {
+	data, err := json.Marshal(v)
+	if err != nil { // the event types above always marshal
+		panic(err)
+	}
+	c.buf = sse.AppendEvent(c.buf, id, data)
+	c.events++
+}
+
+func (c *conn) deliver(d tail.Delivery) {
+	m := d.Message
+	var sid *string
+	if m.SessionID != "" {
+		sid = &m.SessionID
+	}
+	c.event(d.Cursor.String(), webhookMessage{Type: "webhook_message", ID: m.ID, Message: m.Text, SessionID: sid, Timestamp: m.Timestamp})
+}
+
+func newConnectionID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// endAt is when the stream ends by plan: MAX_STREAM_DURATION, or the
+// request's deadline (the Lambda's) minus STREAM_DEADLINE_MARGIN.
+func (h *Handler) endAt(r *http.Request, start time.Time) time.Time {
+	end := start.Add(h.cfg.MaxStreamDuration)
+	if dl, ok := r.Context().Deadline(); ok {
+		end = minTime(end, dl.Add(-h.cfg.StreamDeadlineMargin))
+	}
+	return end
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastEventID string) {
+	ctx := r.Context()
+	start := time.Now()
+	id := newConnectionID()
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("Connection", "keep-alive")
+	hdr.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return
+	}
+	c := &conn{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 1024)}
+	c.buf = sse.AppendRetry(c.buf, h.cfg.RetryMS)
+
+	log := h.log.With(slog.String("connectionId", id), slog.String("sessionId", sessionID))
+	reason := "client gone"
+	defer func() {
+		log.LogAttrs(context.Background(), slog.LevelInfo, "stream closed",
+			slog.String("reason", reason), slog.Int("events", c.events),
+			slog.Duration("duration", time.Since(start)))
+	}()
+
+	end := time.NewTimer(time.Until(h.endAt(r, start)))
+	defer end.Stop()
+	heartbeat := time.NewTicker(h.cfg.HeartbeatInterval)
+	defer heartbeat.Stop()
+	leaseTTL := 2*h.cfg.HeartbeatInterval + 5*time.Second
+
+	topts := tail.Options{
+		HoleTimeout: h.cfg.HoleTimeout, PollInterval: h.cfg.PollInterval,
+		ReplayCount: h.cfg.ReplayCount, Retention: h.cfg.MessageTTL, Now: h.now,
+	}
+	// Open, retrying through a store outage with heartbeats: answering with
+	// an error status would make EventSource give up for good.
+	var f *tail.Follower
+	for f == nil {
+		var replay []tail.Delivery
+		var why string
+		var err error
+		f, replay, why, err = tail.Open(ctx, h.st, topts, sessionID, lastEventID)
+		if err == nil {
+			cur := f.Cursor().String()
+			var sid *string
+			if sessionID != "" {
+				sid = &sessionID
+			}
+			c.event(cur, connected{Type: "connected", ConnectionID: id, SessionID: sid})
+			if why != "" {
+				c.event(cur, reset{Type: "reset", Reason: why})
+			}
+			for _, d := range replay {
+				c.deliver(d)
+			}
+			log.LogAttrs(ctx, slog.LevelInfo, "stream opened", slog.String("cursor", cur),
+				slog.Bool("resumed", lastEventID != "" && why == ""), slog.String("reset", why),
+				slog.Int("replayed", len(replay)))
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		log.LogAttrs(ctx, slog.LevelWarn, "stream open failed; retrying", slog.String("error", err.Error()))
+		c.buf = sse.AppendComment(c.buf, "store unavailable, retrying")
+		if err := c.flush(); err != nil {
+			return
+		}
+		retry := time.NewTimer(h.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return
+		case <-end.C:
+			retry.Stop()
+			reason = "planned end"
+			return
+		case <-h.drain:
+			retry.Stop()
+			reason = "server shutdown"
+			return
+		case <-retry.C:
+		}
+	}
+	if err := c.flush(); err != nil {
+		return
+	}
+
+	h.putLease(ctx, log, id, leaseTTL)
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := h.st.DeleteLease(dctx, id); err != nil {
+			log.LogAttrs(dctx, slog.LevelWarn, "lease release failed; it expires by itself", slog.String("error", err.Error()))
+		}
+	}()
+
+	poll := time.NewTimer(0)
+	defer poll.Stop()
+	var wake tail.Wake
+	storeDown := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.drain:
+			reason = "server shutdown"
+			return
+		case <-end.C:
+			reason = "planned end"
+			return
+		case <-heartbeat.C:
+			c.buf = sse.AppendComment(c.buf, "heartbeat")
+			if err := c.flush(); err != nil {
+				reason = "write failed"
+				return
+			}
+			h.putLease(ctx, log, id, leaseTTL)
+			continue
+		case <-wake.C[0]:
+		case <-wake.C[1]:
+		case <-poll.C:
+		}
+		ds, err := f.Poll(ctx)
+		for _, d := range ds {
+			c.deliver(d)
+		}
+		if len(c.buf) > 0 {
+			if err := c.flush(); err != nil {
+				reason = "write failed"
+				return
+			}
+		}
+		wake = f.Next()
+		after := wake.After
+		switch {
+		case err != nil && ctx.Err() == nil:
+			if !storeDown {
+				log.LogAttrs(ctx, slog.LevelWarn, "store read failed; the stream keeps heartbeating and retries", slog.String("error", err.Error()))
+			}
+			storeDown = true
+			after = max(after, h.cfg.PollInterval)
+		case err == nil && storeDown:
+			storeDown = false
+			log.LogAttrs(ctx, slog.LevelInfo, "store reads recovered")
+		}
+		poll.Reset(after)
+	}
+}
+
+func (h *Handler) putLease(ctx context.Context, log *slog.Logger, id string, ttl time.Duration) {
+	if err := h.st.PutLease(ctx, id, h.now().Add(ttl)); err != nil && ctx.Err() == nil {
+		log.LogAttrs(ctx, slog.LevelWarn, "lease renewal failed", slog.String("error", err.Error()))
+	}
+}

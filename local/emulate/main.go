@@ -1,0 +1,198 @@
+// Command emulate serves the real webhook and stream Lambda bootstrap
+// binaries on one local port, each under the Lambda Runtime API emulator of
+// package lambdaemu: "SAM local with streaming".
+//
+//	go run ./local/emulate -webhook build/host/webhook/bootstrap -stream build/host/stream/bootstrap -addr 127.0.0.1:3000
+//
+// /api/webhook/stream goes to the stream function as to a function URL with
+// InvokeMode RESPONSE_STREAM, relayed as it is written; every other path
+// (/api/webhook included) goes to the webhook function as through an API
+// Gateway HTTP API $default route (payload 2.0; -webhook-payload 1.0 for a
+// REST API proxy resource). The functions inherit this process's
+// environment. SIGINT or SIGTERM stops it: open streams are cut, other
+// requests get up to 10s to finish, then the functions get SIGTERM.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/webhook-relay/webhook-relay/local/lambdaemu"
+)
+
+const streamPath = "/api/webhook/stream"
+
+func main() {
+	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "emulate:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("emulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", "127.0.0.1:3000", "address to listen on")
+	webhook := fs.String("webhook", "", "bootstrap `binary` of the webhook function (API Gateway)")
+	stream := fs.String("stream", "", "bootstrap `binary` of the stream function (function URL, RESPONSE_STREAM)")
+	payload := fs.String("webhook-payload", "2.0", "API Gateway payload `version` for the webhook function: 2.0 (HTTP API) or 1.0 (REST API)")
+	webhookTimeout := fs.Duration("webhook-timeout", 30*time.Second, "timeout of the webhook function")
+	streamTimeout := fs.Duration("stream-timeout", lambdaemu.DefaultTimeout, "timeout of the stream function")
+	concurrency := fs.Int("concurrency", 10, "maximum processes per function, each serving one request at a time")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if *webhook == "" && *stream == "" {
+		return errors.New("nothing to run: give -webhook and/or -stream")
+	}
+	if *payload != "2.0" && *payload != "1.0" {
+		return fmt.Errorf("-webhook-payload %q: want 2.0 or 1.0", *payload)
+	}
+
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+
+	var emulators []*lambdaemu.Emulator
+	defer func() {
+		for _, e := range emulators {
+			e.Close()
+		}
+	}()
+	start := func(path string, timeout time.Duration) (*lambdaemu.Emulator, error) {
+		e, err := lambdaemu.Start(ctx, lambdaemu.Function{
+			Path:        path,
+			Env:         os.Environ(),
+			Timeout:     timeout,
+			Concurrency: *concurrency,
+			Stdout:      stdout,
+			Stderr:      stderr,
+			Logger:      logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		emulators = append(emulators, e)
+		return e, nil
+	}
+
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	base := "http://" + ln.Addr().String()
+
+	// Streams never end by themselves: shutting down cuts them.
+	streams, cutStreams := context.WithCancel(context.Background())
+	defer cutStreams()
+	mux := http.NewServeMux()
+	if *webhook != "" {
+		e, err := start(*webhook, *webhookTimeout)
+		if err != nil {
+			return err
+		}
+		h, kind := e.APIGatewayV2Handler(), "API Gateway HTTP API, payload 2.0"
+		if *payload == "1.0" {
+			h, kind = e.APIGatewayV1Handler(), "API Gateway REST API, payload 1.0"
+		}
+		mux.Handle("/", h)
+		fmt.Fprintf(stdout, "emulate: webhook %s (init %v): %s/api/webhook and all other paths (%s)\n",
+			*webhook, e.InitDuration().Round(time.Millisecond), base, kind)
+	}
+	if *stream != "" {
+		e, err := start(*stream, *streamTimeout)
+		if err != nil {
+			return err
+		}
+		mux.Handle(streamPath, cancelWith(streams, e.FunctionURLHandler()))
+		fmt.Fprintf(stdout, "emulate: stream %s (init %v): %s%s (function URL, RESPONSE_STREAM)\n",
+			*stream, e.InitDuration().Round(time.Millisecond), base, streamPath)
+	}
+
+	srv := &http.Server{
+		Handler:           logRequests(logger, mux),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	srv.RegisterOnShutdown(cutStreams)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	fmt.Fprintf(stdout, "emulate: serving %s\n", base)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal kills at once
+	fmt.Fprintln(stdout, "emulate: shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+	}
+	<-served
+	return nil
+}
+
+// cancelWith cancels the requests handled by h when done is.
+func cancelWith(done context.Context, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithCancel(r.Context())
+		defer cancel()
+		defer context.AfterFunc(done, cancel)()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
+}
+
+// logRequests logs one line per request, once it is over.
+func logRequests(logger *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		begin := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			logger.Info("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+				"bytes", sw.bytes, "duration", time.Since(begin))
+		}()
+		h.ServeHTTP(sw, r)
+	})
+}
+
+// statusWriter records the status; Unwrap keeps Flush reachable through
+// http.ResponseController, which the stream relay needs.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -1,0 +1,90 @@
+// Command streamfn is a RESPONSE_STREAM function URL Lambda for the tests of
+// package lambdaemu: build it with -tags lambda.norpc.
+//
+// By path:
+//   - /echo: the event and the http.Request that lambdaurl made of it, as JSON.
+//   - /panic: panics in the handler, which kills the process.
+//   - anything else: status 202, writes "a", flushes, waits until an HTTP GET
+//     of $GATE_URL?id=<request id> returns, then writes "b".
+//
+// With STREAMFN_MODE=trailer it is instead a plain handler whose streamed
+// body fails after "partial", which the runtime reports in HTTP trailers.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-lambda-go/lambdaurl"
+)
+
+func main() {
+	if os.Getenv("STREAMFN_MODE") == "trailer" {
+		lambda.Start(func(*events.LambdaFunctionURLRequest) (*events.LambdaFunctionURLStreamingResponse, error) {
+			return &events.LambdaFunctionURLStreamingResponse{
+				StatusCode: http.StatusOK,
+				Headers:    map[string]string{"Content-Type": "text/plain"},
+				Body:       io.MultiReader(strings.NewReader("partial"), failingReader{}),
+			}, nil
+		})
+		return
+	}
+	lambdaurl.Start(http.HandlerFunc(serve))
+}
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errors.New("database went away") }
+
+func serve(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/echo":
+		body, _ := io.ReadAll(r.Body)
+		ev, _ := lambdaurl.RequestFromContext(r.Context())
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"event":  ev,
+			"method": r.Method,
+			"url":    r.URL.String(),
+			"body":   body,
+			"header": r.Header,
+		})
+		return
+	case "/panic":
+		panic("streamfn: panic on purpose")
+	}
+
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Stream-Test", "yes")
+	http.SetCookie(w, &http.Cookie{Name: "s", Value: "1"})
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = io.WriteString(w, "a")
+	if err := http.NewResponseController(w).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return
+	}
+	if gate := os.Getenv("GATE_URL"); gate != "" {
+		id := ""
+		if lc, ok := lambdacontext.FromContext(r.Context()); ok {
+			id = lc.AwsRequestID
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, gate+"?id="+url.QueryEscape(id), nil)
+		if err != nil {
+			return
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	_, _ = io.WriteString(w, "b")
+}
