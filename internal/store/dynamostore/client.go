@@ -37,3 +37,19 @@ func NewClient(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
 		}
 	}), nil
 }
+
+// Open connects to DynamoDB (at endpoint, when given) and opens the store
+// on table. With create, a missing table is created first (local use; on
+// AWS the template owns the table).
+func Open(ctx context.Context, endpoint, table string, create bool, opts Options) (*Store, error) {
+	client, err := NewClient(ctx, endpoint)
+	if err != nil {
+		return nil, err
+	}
+	if create {
+		if err := CreateTable(ctx, client, table); err != nil {
+			return nil, err
+		}
+	}
+	return New(ctx, client, table, opts)
+}

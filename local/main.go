@@ -1,0 +1,124 @@
+// Command local runs the whole relay under net/http on one port: the chat
+// page, POST/GET /api/webhook and the stream, with the very handlers the
+// Lambdas use. The store is in memory unless DYNAMODB_ENDPOINT names a
+// DynamoDB (Local), whose table is then created if missing.
+//
+//	go run ./local          # http://localhost:3000
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/config"
+	"github.com/webhook-relay/webhook-relay/internal/ingest"
+	"github.com/webhook-relay/webhook-relay/internal/server"
+	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
+	"github.com/webhook-relay/webhook-relay/internal/store/memstore"
+	"github.com/webhook-relay/webhook-relay/internal/stream"
+	"github.com/webhook-relay/webhook-relay/local/dotenv"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.LookupEnv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "webhook-relay:", err)
+		os.Exit(1)
+	}
+}
+
+// shutdownGrace bounds how long shutdown waits for requests in flight.
+const shutdownGrace = 5 * time.Second
+
+func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	// Like the seed guide's setup step: .env.local, then .env; the real
+	// environment wins.
+	getenv, loaded, err := dotenv.Getenv(lookup, ".env.local", ".env")
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	for _, f := range loaded {
+		log.Info("read environment file", "file", f)
+	}
+	cfg, err := config.Load(config.Local, getenv)
+	if err != nil {
+		return err
+	}
+
+	var st server.Store
+	backend := "memory"
+	if cfg.DynamoDBEndpoint != "" {
+		octx, cancel := context.WithTimeout(ctx, time.Minute)
+		ds, err := dynamostore.Open(octx, cfg.DynamoDBEndpoint, cfg.TableName, true, dynamostore.Options{TTL: cfg.MessageTTL})
+		cancel()
+		if err != nil {
+			return fmt.Errorf("open DynamoDB table %s at %s: %w", cfg.TableName, cfg.DynamoDBEndpoint, err)
+		}
+		st, backend = ds, "dynamodb "+cfg.DynamoDBEndpoint+" table "+cfg.TableName
+	} else {
+		st = memstore.New(memstore.Options{TTL: cfg.MessageTTL})
+	}
+
+	relay := server.New(st, cfg, server.Options{
+		Ingest: ingest.Options{Logger: log},
+		Stream: stream.Options{Logger: log},
+	})
+	srv := &http.Server{
+		Handler:           relay,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: it would cut every stream. Each stream bounds
+		// its own writes instead.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	srv.RegisterOnShutdown(relay.Drain)
+
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (set PORT or HOST to change it): %w", addr, err)
+	}
+	url := "http://" + displayHost(cfg.Host) + ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	log.Info("webhook-relay ready", "url", url, "store", backend, "secret", cfg.WebhookSecret != "")
+	secretHeader := ""
+	if cfg.WebhookSecret != "" {
+		secretHeader = ` -H "X-Webhook-Secret: $WEBHOOK_SECRET"`
+	}
+	fmt.Fprintf(stdout, "webhook-relay listening on %s (store: %s)\n  open the chat window: %s/\n  send a message:       curl -X POST %s/api/webhook -H \"Content-Type: application/json\"%s -d '{\"message\": \"Test message!\"}'\n",
+		url, backend, url, url, secretHeader)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: ending open streams")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func displayHost(host string) string {
+	switch host {
+	case "127.0.0.1", "::1", "0.0.0.0", "::", "":
+		return "localhost"
+	}
+	return host
+}
