@@ -37,6 +37,10 @@ type Store interface {
 type Options struct {
 	Logger *slog.Logger     // default slog.Default()
 	Now    func() time.Time // default time.Now
+	// WriteTimeout bounds one write to a client: a client that stops
+	// reading is dropped once its socket buffers are full and this passes,
+	// blocking no other stream. Default 10s.
+	WriteTimeout time.Duration
 }
 
 // Handler is the stream http.Handler.
@@ -45,13 +49,10 @@ type Handler struct {
 	cfg   config.Config
 	log   *slog.Logger
 	now   func() time.Time
+	wto   time.Duration
 	drain chan struct{}
 	once  sync.Once
 }
-
-// writeTimeout bounds one write to a client: a client that stops reading is
-// dropped after its socket buffer fills and this passes, blocking no one else.
-const writeTimeout = 10 * time.Second
 
 // New returns the handler.
 func New(st Store, cfg config.Config, opts Options) *Handler {
@@ -61,7 +62,10 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, drain: make(chan struct{})}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	return &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, wto: opts.WriteTimeout, drain: make(chan struct{})}
 }
 
 // Drain ends every open stream cleanly (clients reconnect and resume), for
@@ -126,6 +130,7 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 
 // conn is one open stream.
 type conn struct {
+	wto    time.Duration
 	w      http.ResponseWriter
 	rc     *http.ResponseController
 	buf    []byte
@@ -133,7 +138,7 @@ type conn struct {
 }
 
 func (c *conn) flush() error {
-	_ = c.rc.SetWriteDeadline(time.Now().Add(writeTimeout)) // unsupported on Lambda: fine
+	_ = c.rc.SetWriteDeadline(time.Now().Add(c.wto)) // unsupported on Lambda: fine
 	_, err := c.w.Write(c.buf)
 	c.buf = c.buf[:0]
 	if err != nil {
@@ -218,7 +223,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 	if r.Method == http.MethodHead {
 		return
 	}
-	c := &conn{w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 1024)}
+	c := &conn{wto: h.wto, w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 1024)}
 	c.buf = sse.AppendRetry(c.buf, h.cfg.RetryMS)
 
 	log := h.log.With(slog.String("connectionId", id), slog.String("sessionId", sessionID))
@@ -356,7 +361,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 }
 
 func (h *Handler) putLease(ctx context.Context, log *slog.Logger, id string, ttl time.Duration) {
-	if err := h.st.PutLease(ctx, id, h.now().Add(ttl)); err != nil && ctx.Err() == nil {
+	// Not cancelled with the client: a put abandoned mid-flight could land
+	// after the release and leave a lease behind until it expires.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := h.st.PutLease(ctx, id, h.now().Add(ttl)); err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "lease renewal failed", slog.String("error", err.Error()))
 	}
 }
