@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -17,12 +18,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/cursor"
 	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
 	"github.com/webhook-relay/webhook-relay/internal/server"
 	"github.com/webhook-relay/webhook-relay/internal/sse"
+	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
 	"github.com/webhook-relay/webhook-relay/internal/store/storetest"
 	"github.com/webhook-relay/webhook-relay/internal/stream"
 )
@@ -800,4 +804,94 @@ func TestCORSAndMethods(t *testing.T) {
 			}
 		})
 	}
+}
+
+// counting counts DynamoDB requests by operation.
+type counting struct {
+	dynamostore.API
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *counting) add(op string) {
+	c.mu.Lock()
+	c.n[op]++
+	c.mu.Unlock()
+}
+
+func (c *counting) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return maps.Clone(c.n)
+}
+
+func (c *counting) GetItem(ctx context.Context, in *dynamodb.GetItemInput, o ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	c.add("GetItem")
+	return c.API.GetItem(ctx, in, o...)
+}
+
+func (c *counting) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	c.add("PutItem")
+	return c.API.PutItem(ctx, in, o...)
+}
+
+func (c *counting) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	c.add("UpdateItem")
+	return c.API.UpdateItem(ctx, in, o...)
+}
+
+func (c *counting) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	c.add("DeleteItem")
+	return c.API.DeleteItem(ctx, in, o...)
+}
+
+func (c *counting) Query(ctx context.Context, in *dynamodb.QueryInput, o ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	c.add("Query")
+	return c.API.Query(ctx, in, o...)
+}
+
+func (c *counting) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, o ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	c.add("TransactWriteItems")
+	return c.API.TransactWriteItems(ctx, in, o...)
+}
+
+// TestIdleStreamCost: an idle stream on DynamoDB costs at most one Query per
+// followed partition per POLL_INTERVAL and one lease renewal per heartbeat.
+func TestIdleStreamCost(t *testing.T) {
+	poll, heartbeat, window := 250*time.Millisecond, time.Second, 4*time.Second
+	cfg := config.Defaults()
+	cfg.PollInterval, cfg.HeartbeatInterval = poll, heartbeat
+	var counter *counting
+	st := storetest.NewDynamo(t, storetest.Options{}, func(api dynamostore.API) dynamostore.API {
+		counter = &counting{API: api, n: map[string]int{}}
+		return counter
+	})
+	h := server.New(st, cfg, server.Options{Ingest: ingest.Options{Logger: quiet()}, Stream: stream.Options{Logger: quiet()}})
+	srv := httptest.NewServer(h)
+	defer func() { h.Drain(); srv.Close() }()
+	e := &env{t: t, srv: srv, st: st, cfg: cfg}
+	s := e.subscribe("idle", "", false)
+	s.connected(t)
+	time.Sleep(poll) // let the opening requests finish
+	before := counter.snapshot()
+	time.Sleep(window)
+	after := counter.snapshot()
+	used := map[string]int{}
+	for op, n := range after {
+		if d := n - before[op]; d > 0 {
+			used[op] = d
+		}
+	}
+	const partitions = 2
+	maxQueries := partitions * (int(window/poll) + 1)
+	maxLeases := int(window/heartbeat) + 1
+	if used["Query"] > maxQueries || used["PutItem"] > maxLeases || len(used) > 2 {
+		t.Fatalf("idle stream over %v made %v; bound: Query <= %d, PutItem (lease) <= %d, nothing else", window, used, maxQueries, maxLeases)
+	}
+	if used["Query"] < maxQueries/2 {
+		t.Fatalf("idle stream made only %d Queries in %v: is it polling at all?", used["Query"], window)
+	}
+	perMinute := float64(used["Query"]+used["PutItem"]) * float64(time.Minute) / float64(window)
+	t.Logf("idle stream, %v: %v (bound Query <= %d, PutItem <= %d); %.0f requests per stream-minute at POLL_INTERVAL=%v",
+		window, used, maxQueries, maxLeases, perMinute, poll)
 }
