@@ -1,6 +1,7 @@
 package config
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +114,25 @@ func TestComponentsReadOnlyTheirVariables(t *testing.T) {
 	}
 	if _, err := Load(Stream, env(map[string]string{"HEARTBEAT_INTERVAL": "nonsense"})); err == nil {
 		t.Fatalf("stream function ignored a bad HEARTBEAT_INTERVAL")
+	}
+}
+
+// TestREADMEListsEveryVariable keeps the README's configuration table in step
+// with the code.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(b)
+	for _, v := range Variables() {
+		def := "unset"
+		if v.Default != "" {
+			def = "`" + v.Default + "`"
+		}
+		row := "| `" + v.Name + "` | " + def + " |"
+		if !strings.Contains(readme, row) {
+			t.Errorf("README.md has no configuration row starting %q", row)
+		}
 	}
 }
