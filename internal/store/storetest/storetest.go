@@ -51,6 +51,7 @@ func Run(t *testing.T, newStore Factory) {
 		{"HoleTooLateWriter", testHoleTooLateWriter},
 		{"HoleFailedWriter", testHoleFailedWriter},
 		{"FreshStreamSettlesWriterInFlight", testFreshSettles},
+		{"TombstoneNeverOverwrites", testTombstoneNeverOverwrites},
 		{"Idempotency", testIdempotency},
 		{"ExpiryAndLatest", testExpiry},
 		{"Leases", testLeases},
@@ -748,5 +749,29 @@ func testResets(t *testing.T, newStore Factory) {
 				t.Fatalf("cursor %q: replay[%d] = %q, want %q (last 5 in total, oldest first)", tt.last, i, d.Message.Text, want)
 			}
 		}
+	}
+}
+
+// Closing a slot that a writer filled meanwhile returns the message, and
+// closing it twice returns the first tombstone.
+func testTombstoneNeverOverwrites(t *testing.T, newStore Factory) {
+	s := newStore(t, Options{})
+	ctx := ctxFor(t, time.Minute)
+	m := message.New(time.Now(), "t", "written")
+	if _, err := s.Append(ctx, m, ""); err != nil {
+		t.Fatal(err)
+	}
+	part := store.Partition("t")
+	e, err := s.Tombstone(ctx, part, 1)
+	if err != nil || e.Tombstone || e.Message.ID != m.ID || e.Seq != 1 {
+		t.Fatalf("Tombstone over a written slot = %+v, %v; want the message", e, err)
+	}
+	first, err := s.Tombstone(ctx, part, 5)
+	if err != nil || !first.Tombstone || first.Seq != 5 {
+		t.Fatalf("Tombstone of an empty slot = %+v, %v", first, err)
+	}
+	again, err := s.Tombstone(ctx, part, 5)
+	if err != nil || !again.Tombstone || again.Message.Timestamp != first.Message.Timestamp {
+		t.Fatalf("second Tombstone = %+v, %v; want the first one back", again, err)
 	}
 }
