@@ -66,8 +66,6 @@ type handler struct {
 	etag string
 }
 
-var defaultHandler = mustBuild(Options{})
-
 func mustBuild(o Options) *handler {
 	h, err := build(o)
 	if err != nil {
@@ -79,7 +77,7 @@ func mustBuild(o Options) *handler {
 // Handler returns the handler for the chat page with default Options: the
 // stream and the POST endpoint next to the page, overridable with the page
 // URL's ?stream= and ?api= query parameters.
-func Handler() http.Handler { return defaultHandler }
+func Handler() http.Handler { return mustBuild(Options{}) }
 
 // NewHandler returns a chat page handler configured by o. It fails when a
 // URL in o is not an absolute http(s) URL.
