@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -84,6 +85,11 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
 	srv.RegisterOnShutdown(relay.Drain)
+	// Shutdown waits up to 5s for a connection that has not sent a request
+	// yet (browsers open them ahead); close those at once instead.
+	fresh := newConnSet()
+	srv.ConnState = fresh.track
+	srv.RegisterOnShutdown(fresh.closeAll)
 
 	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(cfg.Port))
 	ln, err := net.Listen("tcp", addr)
@@ -113,6 +119,33 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// connSet holds the connections that have not sent a request yet.
+type connSet struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+func newConnSet() *connSet { return &connSet{conns: map[net.Conn]struct{}{}} }
+
+func (s *connSet) track(c net.Conn, state http.ConnState) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if state == http.StateNew {
+		s.conns[c] = struct{}{}
+	} else {
+		delete(s.conns, c)
+	}
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		_ = c.Close()
+	}
+	clear(s.conns)
 }
 
 func displayHost(host string) string {
