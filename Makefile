@@ -8,8 +8,14 @@ SHELL := bash
 .PHONY: help
 help:
 	@echo 'make run                   local adapter (go run ./local) on $${PORT:-3000}'
-	@echo 'make test                  gofmt check, go vet, go test ./... against one DynamoDB Local'
-	@echo 'make build                 go build ./...'
+	@echo 'make test                  gofmt check, go vet, cfn-lint, go test ./... against one DynamoDB Local'
+	@echo 'make build                 both Lambda bootstraps for arm64 into build/{webhook,stream}/bootstrap'
+	@echo 'make deploy                sam build && sam deploy --guided (see docs/deploy.md)'
+	@echo 'make emulate               the real Lambda binaries behind one local port, streaming (DynamoDB Local)'
+	@echo 'make lint-template         cfn-lint template.yaml (part of make test)'
+	@echo 'make run-dynamodb          local adapter on DynamoDB Local instead of the memory store'
+	@echo 'make fuzz                  every fuzz target for FUZZTIME (default 20s) each'
+	@echo 'make screenshots           refresh docs/chat-{light,dark}.png from the browser test'
 	@echo 'make fmt-check             gofmt -l must list nothing'
 	@echo 'make dynamodb-local-start  start DynamoDB Local (prints its endpoint)'
 	@echo 'make dynamodb-local-stop   stop it'
@@ -19,9 +25,79 @@ run: export AWS_EC2_METADATA_DISABLED := true
 run:
 	go run ./local
 
+# ---- Lambda builds -----------------------------------------------------------------
+# Both functions are Go custom-runtime bootstraps for provided.al2023 on arm64.
+# lambda-build,<package>,<output>[,<GOOS>,<GOARCH>]: default linux/arm64.
+LAMBDA_GOFLAGS := -tags lambda.norpc -trimpath -ldflags="-s -w"
+define lambda-build
+CGO_ENABLED=0 GOOS=$(or $(3),linux) GOARCH=$(or $(4),arm64) go build $(LAMBDA_GOFLAGS) -o $(2) $(1)
+endef
+
+.PHONY: run-dynamodb
+run-dynamodb:
+	bash infra/run-dynamodb.sh
+
+.PHONY: fuzz
+fuzz:
+	bash infra/fuzz.sh
+
+.PHONY: screenshots
+screenshots:
+	UPDATE_SCREENSHOTS=1 go test -count=1 -run TestChatWindowInBrowser ./local/
+
 .PHONY: build
 build:
-	go build ./...
+	$(call lambda-build,./functions/webhook,build/webhook/bootstrap)
+	$(call lambda-build,./functions/stream,build/stream/bootstrap)
+
+# `sam build` runs these (Metadata: BuildMethod: makefile) with ARTIFACTS_DIR set.
+.PHONY: build-WebhookFunction build-StreamFunction check-artifacts-dir
+build-WebhookFunction: check-artifacts-dir
+	$(call lambda-build,./functions/webhook,$(ARTIFACTS_DIR)/bootstrap)
+
+build-StreamFunction: check-artifacts-dir
+	$(call lambda-build,./functions/stream,$(ARTIFACTS_DIR)/bootstrap)
+
+check-artifacts-dir:
+	@if [ -z "$(ARTIFACTS_DIR)" ]; then echo 'ARTIFACTS_DIR is not set (sam build sets it; try make build)' >&2; exit 1; fi
+
+# Needs the AWS SAM CLI and AWS credentials; see docs/deploy.md.
+.PHONY: deploy
+deploy:
+	sam build && sam deploy --guided
+
+# The real bootstraps, built for this machine, behind one local port
+# ($${HOST:-127.0.0.1}:$${PORT:-3000}) with the Lambda Runtime API emulator of
+# local/lambdaemu: the stream streams, unlike under SAM local. Without
+# DYNAMODB_ENDPOINT it uses (and if needed starts) the DynamoDB Local of
+# `make dynamodb-local-start`; the table is created if missing.
+HOST_GOOS = $(shell go env GOOS)
+HOST_GOARCH = $(shell go env GOARCH)
+.PHONY: emulate
+emulate: export AWS_EC2_METADATA_DISABLED := true
+emulate:
+	$(call lambda-build,./functions/webhook,build/host/webhook/bootstrap,$(HOST_GOOS),$(HOST_GOARCH))
+	$(call lambda-build,./functions/stream,build/host/stream/bootstrap,$(HOST_GOOS),$(HOST_GOARCH))
+	@ep="$${DYNAMODB_ENDPOINT:-}"; \
+	if [ -z "$$ep" ]; then \
+		ep="$$(bash infra/dynamodb-local.sh status 2>/dev/null || bash infra/dynamodb-local.sh start)" || exit 1; \
+		echo "emulate: DynamoDB Local $$ep (stop it with: make dynamodb-local-stop)" >&2; \
+	fi; \
+	DYNAMODB_ENDPOINT="$$ep" go run ./local/emulate \
+		-webhook build/host/webhook/bootstrap -stream build/host/stream/bootstrap \
+		-addr "$${HOST:-127.0.0.1}:$${PORT:-3000}"
+
+# cfn-lint is preinstalled on these machines; elsewhere: pip install cfn-lint.
+# Missing, it is skipped with a warning, except with CI=true, where that fails.
+.PHONY: lint-template
+lint-template:
+	@if command -v cfn-lint >/dev/null 2>&1; then \
+		cfn-lint template.yaml && echo 'cfn-lint template.yaml: clean'; \
+	elif [[ "$${CI:-}" =~ ^(1|t|T|true|TRUE|True)$$ ]]; then \
+		echo 'cfn-lint not found (CI=true: failing; pip install cfn-lint)' >&2; exit 1; \
+	else \
+		echo 'WARNING: cfn-lint not found: SKIPPING the template lint (pip install cfn-lint)' >&2; \
+	fi
 
 # fmt-check and go vet are part of infra/test.sh as well, so `make test` alone covers them.
 .PHONY: test

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The body of `make test`: gofmt check, go vet, then ONE DynamoDB Local for the whole
+# The body of `make test`: gofmt check, go vet, cfn-lint, then ONE DynamoDB Local for the whole
 # run (exported as WEBHOOK_RELAY_TEST_DYNAMODB), then go test. DynamoDB Local is
 # always stopped afterwards, also when a step fails or the run is interrupted.
 #
@@ -47,6 +47,10 @@ fi
 
 echo '--- go vet ./...' >&2
 go vet ./...
+
+# The SAM template against CloudFormation's specs (a missing cfn-lint fails with CI=true).
+echo '--- cfn-lint template.yaml' >&2
+make --no-print-directory lint-template
 
 echo '--- starting DynamoDB Local' >&2
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/webhook-relay-test.XXXXXX")"

@@ -8,9 +8,13 @@
 // InvokeMode RESPONSE_STREAM, relayed as it is written; every other path
 // (/api/webhook included) goes to the webhook function as through an API
 // Gateway HTTP API $default route (payload 2.0; -webhook-payload 1.0 for a
-// REST API proxy resource). The functions inherit this process's
-// environment. SIGINT or SIGTERM stops it: open streams are cut, other
-// requests get up to 10s to finish, then the functions get SIGTERM.
+// REST API proxy resource), except GET / and /index.html: the chat page
+// (-page=false turns it off). The functions inherit this process's
+// environment. When DYNAMODB_ENDPOINT is set (DynamoDB Local), TABLE_NAME is
+// created there first if it is missing (-create-table=false to skip), since
+// the functions expect the table the SAM template creates on AWS.
+// SIGINT or SIGTERM stops it: open streams are cut, other requests get up to
+// 10s to finish, then the functions get SIGTERM.
 package main
 
 import (
@@ -27,6 +31,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/webhook-relay/webhook-relay/internal/chatpage"
+	"github.com/webhook-relay/webhook-relay/internal/config"
+	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
 	"github.com/webhook-relay/webhook-relay/local/lambdaemu"
 )
 
@@ -49,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	webhookTimeout := fs.Duration("webhook-timeout", 30*time.Second, "timeout of the webhook function")
 	streamTimeout := fs.Duration("stream-timeout", lambdaemu.DefaultTimeout, "timeout of the stream function")
 	concurrency := fs.Int("concurrency", 10, "maximum processes per function, each serving one request at a time")
+	page := fs.Bool("page", true, "serve the chat page at / and /index.html")
+	createTable := fs.Bool("create-table", true, "with DYNAMODB_ENDPOINT set, create TABLE_NAME there if it is missing")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -65,6 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
+
+	if endpoint := os.Getenv("DYNAMODB_ENDPOINT"); endpoint != "" && *createTable {
+		if err := ensureTable(ctx, endpoint); err != nil {
+			return err
+		}
+	}
 
 	var emulators []*lambdaemu.Emulator
 	defer func() {
@@ -100,6 +115,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	streams, cutStreams := context.WithCancel(context.Background())
 	defer cutStreams()
 	mux := http.NewServeMux()
+	if *page {
+		mux.Handle("GET /{$}", chatpage.Handler())
+		mux.Handle("GET /index.html", chatpage.Handler())
+		fmt.Fprintf(stdout, "emulate: chat page %s/\n", base)
+	}
 	if *webhook != "" {
 		e, err := start(*webhook, *webhookTimeout)
 		if err != nil {
@@ -145,6 +165,25 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		srv.Close()
 	}
 	<-served
+	return nil
+}
+
+// ensureTable creates the table the functions use (TABLE_NAME, default
+// webhook-relay) at endpoint if it is missing, as the template does on AWS.
+func ensureTable(ctx context.Context, endpoint string) error {
+	cfg, err := config.Load(config.Webhook|config.Stream, os.Getenv)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	client, err := dynamostore.NewClient(ctx, endpoint)
+	if err != nil {
+		return err
+	}
+	if err := dynamostore.CreateTable(ctx, client, cfg.TableName); err != nil {
+		return fmt.Errorf("table %s at %s: %w", cfg.TableName, endpoint, err)
+	}
 	return nil
 }
 

@@ -13,7 +13,16 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
+	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
 )
+
+func TestMain(m *testing.M) { dynamotest.Main(m) }
 
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -91,6 +100,12 @@ func TestRunServesBothFunctionsAndShutsDown(t *testing.T) {
 	if code, body := get(http.MethodGet, "/api/webhook/stream", ""); code != http.StatusAccepted || body != "ab" {
 		t.Errorf("GET /api/webhook/stream = %d %q", code, body)
 	}
+	if code, body := get(http.MethodGet, "/", ""); code != http.StatusOK || !strings.Contains(body, "EventSource") {
+		t.Errorf("GET / = %d, want the chat page", code)
+	}
+	if code, body := get(http.MethodGet, "/elsewhere", ""); code != http.StatusCreated || !strings.Contains(body, `"rawPath":"/elsewhere"`) {
+		t.Errorf("GET /elsewhere = %d %s, want the webhook function", code, body)
+	}
 
 	cancel()
 	select {
@@ -102,4 +117,33 @@ func TestRunServesBothFunctionsAndShutsDown(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 	http.DefaultClient.CloseIdleConnections()
+}
+
+// TestEnsureTable: with DYNAMODB_ENDPOINT set, emulate creates TABLE_NAME
+// (with TTL on the store's attribute) before it starts the functions, and
+// finding it there already is fine.
+func TestEnsureTable(t *testing.T) {
+	endpoint := dynamotest.Endpoint(t)
+	table := dynamotest.TableName(t)
+	t.Setenv("TABLE_NAME", table)
+	client := dynamotest.Client(t, endpoint)
+	for i := range 2 {
+		if err := ensureTable(t.Context(), endpoint); err != nil {
+			t.Fatalf("ensureTable #%d: %v", i+1, err)
+		}
+	}
+	ttl, err := client.DescribeTimeToLive(t.Context(), &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := ttl.TimeToLiveDescription; d == nil || aws.ToString(d.AttributeName) != dynamostore.TTLAttribute ||
+		d.TimeToLiveStatus != types.TimeToLiveStatusEnabled {
+		t.Errorf("TTL %+v, want enabled on %s", d, dynamostore.TTLAttribute)
+	}
+
+	t.Setenv("TABLE_NAME", "")
+	t.Setenv("RATE_LIMIT_PER_MINUTE", "-1")
+	if err := ensureTable(t.Context(), endpoint); err == nil || !strings.Contains(err.Error(), "RATE_LIMIT_PER_MINUTE") {
+		t.Errorf("bad configuration: %v, want an error naming the variable", err)
+	}
 }

@@ -1,0 +1,705 @@
+//go:build unix
+
+// Package functions_test runs the real Lambda bootstraps of functions/webhook
+// and functions/stream, built for this machine, against DynamoDB Local: the
+// webhook one under the AWS Lambda Runtime Interface Emulator with API
+// Gateway events of both payload versions, the stream one under
+// local/lambdaemu, whose function URL relays the response stream as it is
+// written (the RIE buffers streams).
+package functions_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
+	"github.com/webhook-relay/webhook-relay/internal/message"
+	"github.com/webhook-relay/webhook-relay/internal/sse"
+	"github.com/webhook-relay/webhook-relay/internal/store"
+	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
+	"github.com/webhook-relay/webhook-relay/local/lambdaemu"
+)
+
+// The AWS Lambda Runtime Interface Emulator, pinned (DESIGN.md section 6).
+const (
+	riePackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
+	rieVersion = "v0.0.0-20261030222936-bef5c4ba774d"
+)
+
+func TestMain(m *testing.M) { dynamotest.Main(m) }
+
+func inCI() bool {
+	v, err := strconv.ParseBool(os.Getenv("CI"))
+	return err == nil && v
+}
+
+// unavailable fails the test with CI=true and skips it elsewhere.
+func unavailable(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if inCI() {
+		t.Fatalf("%s (CI=true: failing, not skipping)", msg)
+	}
+	t.Skipf("SKIPPING: %s (with CI=true this is a failure)", msg)
+}
+
+// TestRealBinaries builds both bootstraps for this machine once, then runs
+// each as Lambda runs it. The subtests run in parallel.
+func TestRealBinaries(t *testing.T) {
+	endpoint := dynamotest.Endpoint(t)
+
+	// Installing the RIE (first run only) overlaps the build.
+	type rieResult struct {
+		path string
+		err  error
+	}
+	rieCh := make(chan rieResult, 1)
+	go func() {
+		p, err := ensureRIE()
+		rieCh <- rieResult{p, err}
+	}()
+
+	dir := t.TempDir()
+	start := time.Now()
+	// The flags of `make build` but for this machine, and without -trimpath
+	// and CGO_ENABLED=0: with the test's own settings the build reuses the
+	// packages `go vet` and `go test` compiled, instead of compiling the AWS
+	// SDK again (minutes on a cold CI machine). The wiring, the runtime
+	// protocol and the handlers are the same code.
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-ldflags=-s -w",
+		"-o", filepath.Join(dir, "bin")+string(filepath.Separator), "./functions/webhook", "./functions/stream")
+	cmd.Dir = ".."
+	cmd.Env = append(os.Environ(), "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	bootstraps := map[string]string{}
+	for _, name := range []string{"webhook", "stream"} {
+		p := filepath.Join(dir, name, "bootstrap")
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "bin", name), p); err != nil {
+			t.Fatal(err)
+		}
+		bootstraps[name] = p
+	}
+	t.Logf("built both bootstraps for %s/%s in %v", runtime.GOOS, runtime.GOARCH, time.Since(start).Round(time.Millisecond))
+
+	t.Run("WebhookUnderRIE", func(t *testing.T) {
+		t.Parallel()
+		r := <-rieCh
+		if r.err != nil {
+			unavailable(t, "AWS Lambda RIE %s@%s cannot be installed: %v", riePackage, rieVersion, r.err)
+		}
+		testWebhookUnderRIE(t, endpoint, r.path, bootstraps["webhook"])
+	})
+	t.Run("StreamUnderEmulator", func(t *testing.T) {
+		t.Parallel()
+		testStreamUnderEmulator(t, endpoint, bootstraps["stream"])
+	})
+}
+
+// ---- environment -------------------------------------------------------------
+
+// functionEnv is the whole environment of a function process: DynamoDB Local,
+// static credentials (DynamoDB Local keeps one database per key and region:
+// the same as dynamotest.Client), never instance metadata, no shared AWS
+// config files.
+func functionEnv(endpoint, table string, extra ...string) []string {
+	env := []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + os.Getenv("HOME"),
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_CONFIG_FILE=" + os.DevNull,
+		"AWS_SHARED_CREDENTIALS_FILE=" + os.DevNull,
+		"AWS_ACCESS_KEY_ID=" + envOr("AWS_ACCESS_KEY_ID", "dummy"),
+		"AWS_SECRET_ACCESS_KEY=" + envOr("AWS_SECRET_ACCESS_KEY", "dummy"),
+		"AWS_REGION=" + dynamotest.Region(),
+		"DYNAMODB_ENDPOINT=" + endpoint,
+		"TABLE_NAME=" + table,
+	}
+	if tok := os.Getenv("AWS_SESSION_TOKEN"); tok != "" {
+		env = append(env, "AWS_SESSION_TOKEN="+tok)
+	}
+	return append(env, extra...)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// newTable creates a table for one test and opens a store on it (a writer
+// beside the function, and a way to see what the function stored).
+func newTable(t *testing.T, endpoint string) (string, *dynamostore.Store) {
+	t.Helper()
+	client := dynamotest.Client(t, endpoint)
+	table := dynamotest.TableName(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	if err := dynamostore.CreateTable(ctx, client, table); err != nil {
+		t.Fatalf("create table: %v", err)
+	}
+	st, err := dynamostore.New(ctx, client, table, dynamostore.Options{})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	return table, st
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// ---- the RIE -----------------------------------------------------------------
+
+// cacheRoot is where tools are cached, as infra/dynamodb-local.sh has it.
+func cacheRoot() (string, error) {
+	if c := os.Getenv("WEBHOOK_RELAY_CACHE"); c != "" {
+		return c, nil
+	}
+	if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
+		return filepath.Join(x, "webhook-relay"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(home, ".cache", "webhook-relay"), nil
+}
+
+// ensureRIE returns the pinned RIE binary, installing it into the tool cache
+// with `go install` on first use. Concurrent test processes each install
+// into a directory of their own and rename the result into place.
+func ensureRIE() (string, error) {
+	root, err := cacheRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(root, "bin")
+	path := filepath.Join(bin, "aws-lambda-rie@"+rieVersion)
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() {
+		return path, nil
+	}
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp(bin, ".install-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(tmp)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	install := func(extraEnv ...string) error {
+		cmd := exec.CommandContext(ctx, "go", "install", riePackage+"@"+rieVersion)
+		cmd.Dir = tmp // outside this module: install the pinned version as is
+		cmd.Env = append(os.Environ(), "GOBIN="+tmp, "CGO_ENABLED=0", "GOOS="+runtime.GOOS, "GOARCH="+runtime.GOARCH, "GOFLAGS=")
+		cmd.Env = append(cmd.Env, extraEnv...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go install %s@%s: %v\n%s", riePackage, rieVersion, err, out)
+		}
+		return nil
+	}
+	if err := install(); err != nil {
+		// Offline, with the module already downloaded: the module cache is
+		// a module proxy of its own (its checksums were verified when the
+		// modules were downloaded).
+		out, gerr := exec.Command("go", "env", "GOMODCACHE").Output()
+		dl := filepath.Join(strings.TrimSpace(string(out)), "cache", "download")
+		if gerr != nil || strings.TrimSpace(string(out)) == "" {
+			return "", err
+		}
+		if err2 := install("GOPROXY=file://"+filepath.ToSlash(dl), "GOSUMDB=off"); err2 != nil {
+			return "", fmt.Errorf("%v\nfrom the module cache: %v", err, err2)
+		}
+	}
+	if err := os.Rename(filepath.Join(tmp, "aws-lambda-rie"), path); err != nil {
+		return "", err
+	}
+	return path, nil
+}
+
+// freePort returns a port that was free on 127.0.0.1 a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+}
+
+// rie is one RIE process running one function.
+type rie struct {
+	url string
+	out *syncBuffer
+	mu  sync.Mutex // the RIE crashes on concurrent invokes
+}
+
+// startRIE runs bootstrap under the RIE, with its invoke endpoint and its
+// runtime API each on a port of their own on 127.0.0.1.
+func startRIE(t *testing.T, rieBin, bootstrap string, env []string) *rie {
+	t.Helper()
+	invokePort, apiPort := freePort(t), freePort(t)
+	out := &syncBuffer{}
+	cmd := exec.Command(rieBin,
+		"--runtime-interface-emulator-address", "127.0.0.1:"+invokePort,
+		"--runtime-api-address", "127.0.0.1:"+apiPort,
+		bootstrap)
+	cmd.Dir = filepath.Dir(bootstrap)
+	cmd.Env = append(env, "AWS_LAMBDA_FUNCTION_TIMEOUT=30", "AWS_LAMBDA_FUNCTION_NAME=WebhookFunction")
+	cmd.Stdout, cmd.Stderr = out, out
+	// Its own process group: the RIE and the bootstrap it starts are killed together.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start RIE: %v", err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-exited
+		if t.Failed() {
+			t.Logf("RIE and function output:\n%s", out)
+		}
+	})
+	addr := "127.0.0.1:" + invokePort
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		select {
+		case <-exited:
+			t.Fatalf("RIE exited at start:\n%s", out)
+		default:
+		}
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RIE not listening on %s after 15s:\n%s", addr, out)
+		}
+	}
+	return &rie{url: "http://" + addr + "/2015-03-31/functions/function/invocations", out: out}
+}
+
+// invoke sends event and returns the function's response payload.
+func (r *rie) invoke(t *testing.T, event []byte) []byte {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(event))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("invoke: %d %v %s", resp.StatusCode, err, body)
+	}
+	return body
+}
+
+// initReport is the RIE's log line for the end of the init phase: from
+// starting the bootstrap to its first request for an invocation (/next).
+// (The "Init Duration" of its REPORT line times only the start of the init.)
+var initReport = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
+
+// initDuration is the first init phase's duration.
+func (r *rie) initDuration(t *testing.T) time.Duration {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := initReport.FindStringSubmatch(r.out.String()); m != nil {
+			ms, _ := strconv.ParseFloat(m[1], 64)
+			return time.Duration(ms * float64(time.Millisecond)).Round(10 * time.Microsecond)
+		}
+	}
+	t.Fatalf("no INIT REPORT in the RIE's log:\n%s", r.out)
+	return 0
+}
+
+// ---- the webhook function under the RIE ------------------------------------------
+
+// gatewayResponse covers API Gateway proxy responses of both payload versions.
+type gatewayResponse struct {
+	StatusCode        int                 `json:"statusCode"`
+	Headers           map[string]string   `json:"headers"`
+	MultiValueHeaders map[string][]string `json:"multiValueHeaders"`
+	Body              string              `json:"body"`
+	IsBase64Encoded   bool                `json:"isBase64Encoded"`
+}
+
+func (g gatewayResponse) contentType() string {
+	for k, v := range g.Headers {
+		if strings.EqualFold(k, "Content-Type") {
+			return v
+		}
+	}
+	for k, v := range g.MultiValueHeaders {
+		if strings.EqualFold(k, "Content-Type") && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func fixture(t *testing.T, name string) []byte {
+	t.Helper()
+	// The API Gateway and function URL events of the in-process adapter tests.
+	b, err := os.ReadFile(filepath.Join("..", "internal", "lambdaproxy", "testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func testWebhookUnderRIE(t *testing.T, endpoint, rieBin, bootstrap string) {
+	table, st := newTable(t, endpoint)
+	env := functionEnv(endpoint, table, "RATE_LIMIT_PER_MINUTE=0", "SESSION_RATE_LIMIT_PER_MINUTE=0")
+	r := startRIE(t, rieBin, bootstrap, env)
+
+	partition := store.Partition("fixture-session")
+	type stored struct{ id, text string }
+	var want []stored
+	tests := []struct {
+		fixture string
+		status  int
+		text    string // stored by a 200 POST
+		errHas  string
+		health  bool
+	}{
+		{fixture: "apigw-v1-post.json", status: 200, text: "Hello from API Gateway REST (payload 1.0)"},
+		{fixture: "apigw-v1-post-invalid.json", status: 400, errHas: "'message' is required"},
+		{fixture: "apigw-v1-health.json", status: 200, health: true},
+		{fixture: "apigw-v2-post.json", status: 200, text: "Hello from API Gateway HTTP API (payload 2.0)"},
+		{fixture: "apigw-v2-post-form.json", status: 200, text: "Hello from a Zapier form"},
+		{fixture: "apigw-v2-post-invalid.json", status: 400, errHas: "sessionId"},
+		{fixture: "apigw-v2-health.json", status: 200, health: true},
+	}
+	for i, tt := range tests {
+		var g gatewayResponse
+		raw := r.invoke(t, fixture(t, tt.fixture))
+		if err := json.Unmarshal(raw, &g); err != nil {
+			t.Fatalf("%s: response %s: %v", tt.fixture, raw, err)
+		}
+		if i == 0 {
+			t.Logf("WebhookFunction init under the RIE (process start to first /next): %v", r.initDuration(t))
+		}
+		if g.IsBase64Encoded {
+			b, _ := base64.StdEncoding.DecodeString(g.Body)
+			g.Body = string(b)
+		}
+		if g.StatusCode != tt.status {
+			t.Errorf("%s: status %d, want %d; body %s", tt.fixture, g.StatusCode, tt.status, g.Body)
+			continue
+		}
+		if !strings.HasPrefix(g.contentType(), "application/json") {
+			t.Errorf("%s: Content-Type %q", tt.fixture, g.contentType())
+		}
+		var body struct {
+			Success           *bool  `json:"success"`
+			MessageID         string `json:"messageId"`
+			Error             string `json:"error"`
+			Status            string `json:"status"`
+			ActiveConnections *int   `json:"activeConnections"`
+		}
+		if err := json.Unmarshal([]byte(g.Body), &body); err != nil {
+			t.Errorf("%s: body %q: %v", tt.fixture, g.Body, err)
+			continue
+		}
+		switch {
+		case tt.health:
+			if body.Status != "ok" || body.ActiveConnections == nil || *body.ActiveConnections != 0 {
+				t.Errorf("%s: health %s", tt.fixture, g.Body)
+			}
+		case tt.text != "":
+			if body.Success == nil || !*body.Success || body.MessageID == "" {
+				t.Errorf("%s: body %s", tt.fixture, g.Body)
+			}
+			want = append(want, stored{body.MessageID, tt.text})
+		default:
+			if body.Success == nil || *body.Success || !strings.Contains(body.Error, tt.errHas) {
+				t.Errorf("%s: body %s, want an error about %q", tt.fixture, g.Body, tt.errHas)
+			}
+		}
+	}
+
+	// What the function stored, read back from the table: the accepted
+	// messages in order, under consecutive numbers (bad input took none).
+	ctx := t.Context()
+	entries, err := st.Read(ctx, partition, 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []stored
+	for _, e := range entries {
+		got = append(got, stored{e.Message.ID, e.Message.Text})
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("table holds %v, want %v", got, want)
+	}
+	if head, err := st.Head(ctx, partition); err != nil || head.Seq != uint64(len(want)) {
+		t.Errorf("head %+v %v, want %d", head, err, len(want))
+	}
+
+	// The same binary under lambdaemu, to measure its init the same way as
+	// the stream function's.
+	e, err := lambdaemu.Start(ctx, lambdaemu.Function{Path: bootstrap, Env: env, Timeout: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("lambdaemu: %v", err)
+	}
+	defer e.Close()
+	t.Logf("WebhookFunction init under lambdaemu (process start to first /next): %v", e.InitDuration())
+	srv := httptest.NewServer(e.APIGatewayV2Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/api/webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"ok"`) {
+		t.Errorf("health through lambdaemu: %d %s", resp.StatusCode, b)
+	}
+}
+
+// ---- the stream function under lambdaemu ------------------------------------------
+
+type timedEvent struct {
+	sse.Event
+	at time.Time
+}
+
+type sseMessage struct {
+	Type      string  `json:"type"`
+	ID        string  `json:"id"`
+	Message   string  `json:"message"`
+	SessionID *string `json:"sessionId"`
+	Reason    string  `json:"reason"`
+}
+
+// openStream GETs the stream and delivers its events, stamped with their
+// arrival time, until the body ends; the error that ended it (io.EOF for a
+// clean end) comes last on errc.
+func openStream(t *testing.T, url, lastEventID string) (*http.Response, <-chan timedEvent, <-chan error) {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, url, nil)
+	req.Header.Set("Origin", "http://localhost:3000")
+	req.Header.Set("Accept", "text/event-stream")
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	events := make(chan timedEvent, 100)
+	errc := make(chan error, 1)
+	go func() {
+		defer close(events)
+		rd := sse.NewReader(resp.Body)
+		for {
+			e, err := rd.Next()
+			if err != nil {
+				errc <- err
+				return
+			}
+			events <- timedEvent{e, time.Now()}
+		}
+	}()
+	return resp, events, errc
+}
+
+func nextEvent(t *testing.T, events <-chan timedEvent, within time.Duration) (timedEvent, sseMessage) {
+	t.Helper()
+	select {
+	case e, ok := <-events:
+		if !ok {
+			t.Fatal("the stream ended early")
+		}
+		var m sseMessage
+		if err := json.Unmarshal([]byte(e.Data), &m); err != nil {
+			t.Fatalf("event data %q: %v", e.Data, err)
+		}
+		return e, m
+	case <-time.After(within):
+		t.Fatalf("no event within %v", within)
+	}
+	return timedEvent{}, sseMessage{}
+}
+
+// rest collects the remaining events until the stream ends, and how it ended.
+func rest(t *testing.T, events <-chan timedEvent, errc <-chan error, within time.Duration) ([]sseMessage, time.Time, error) {
+	t.Helper()
+	var ms []sseMessage
+	timeout := time.After(within)
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				return ms, time.Now(), <-errc
+			}
+			var m sseMessage
+			if err := json.Unmarshal([]byte(e.Data), &m); err != nil {
+				t.Fatalf("event data %q: %v", e.Data, err)
+			}
+			ms = append(ms, m)
+		case <-timeout:
+			t.Fatalf("the stream did not end within %v", within)
+		}
+	}
+}
+
+func testStreamUnderEmulator(t *testing.T, endpoint, bootstrap string) {
+	const (
+		timeout = 8 * time.Second // the function's timeout: its invocations' deadline
+		margin  = 3 * time.Second // STREAM_DEADLINE_MARGIN: the stream ends by plan at 5s
+	)
+	table, st := newTable(t, endpoint)
+	ctx := t.Context()
+	before := message.New(time.Now(), "", "broadcast before the window opened")
+	if _, err := st.Append(ctx, before, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	out := &syncBuffer{}
+	e, err := lambdaemu.Start(ctx, lambdaemu.Function{
+		Path: bootstrap,
+		Name: "StreamFunction",
+		Env: functionEnv(endpoint, table,
+			"HEARTBEAT_INTERVAL=1s", "POLL_INTERVAL=200ms", "HOLE_TIMEOUT=2s",
+			"MAX_STREAM_DURATION=14m", "STREAM_DEADLINE_MARGIN="+margin.String(),
+			"REPLAY_COUNT=5", "ALLOWED_ORIGINS=http://localhost:3000"),
+		Timeout: timeout,
+		Stdout:  out,
+		Stderr:  out,
+	})
+	if err != nil {
+		t.Fatalf("lambdaemu: %v", err)
+	}
+	defer e.Close()
+	defer func() {
+		if t.Failed() {
+			t.Logf("function output:\n%s", out)
+		}
+	}()
+	t.Logf("StreamFunction init under lambdaemu (process start to first /next): %v", e.InitDuration())
+	srv := httptest.NewServer(e.FunctionURLHandler())
+	defer srv.Close()
+	url := srv.URL + "/api/webhook/stream?sessionId=x"
+
+	// 1. Open: connected, then the replay.
+	opened := time.Now()
+	resp, events, errc := openStream(t, url, "")
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
+		t.Fatalf("response %d %v", resp.StatusCode, resp.Header)
+	}
+	if _, m := nextEvent(t, events, 10*time.Second); m.Type != "connected" || m.SessionID == nil || *m.SessionID != "x" {
+		t.Fatalf("first event %+v, want connected for x", m)
+	}
+	if _, m := nextEvent(t, events, 5*time.Second); m.Type != "webhook_message" || m.ID != before.ID || m.SessionID != nil {
+		t.Fatalf("replayed %+v, want the broadcast %s", m, before.ID)
+	}
+
+	// 2. A message appended mid-stream arrives while the invocation runs.
+	mid := message.New(time.Now(), "x", "appended mid-stream")
+	appended := time.Now()
+	if _, err := st.Append(ctx, mid, ""); err != nil {
+		t.Fatal(err)
+	}
+	ev, m := nextEvent(t, events, 5*time.Second)
+	if m.Type != "webhook_message" || m.ID != mid.ID || m.Message != mid.Text || m.SessionID == nil || *m.SessionID != "x" {
+		t.Fatalf("event %+v, want %s", m, mid.ID)
+	}
+	lastID := ev.ID
+	t.Logf("mid-stream message arrived %v after its append", ev.at.Sub(appended).Round(time.Millisecond))
+
+	// 3. The stream ends cleanly, by plan, before the deadline.
+	more, ended, err := rest(t, events, errc, timeout+5*time.Second)
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("the stream ended with %v, want a clean end (EOF)", err)
+	}
+	if len(more) != 0 {
+		t.Errorf("unexpected events %+v", more)
+	}
+	lived := ended.Sub(opened)
+	t.Logf("stream ended by plan after %v (deadline %v, margin %v)", lived.Round(time.Millisecond), timeout, margin)
+	if lived >= timeout-time.Second || lived < timeout-margin-time.Second {
+		t.Errorf("the stream lasted %v, want it to end at about %v, before the %v deadline", lived, timeout-margin, timeout)
+	}
+	if gap := ended.Sub(ev.at); gap < time.Second {
+		t.Errorf("the mid-stream message arrived only %v before the end: the response was buffered", gap)
+	}
+
+	// 4. Missed while disconnected; a reconnect with Last-Event-ID gets
+	// exactly those, in order.
+	missed := []message.Message{
+		message.New(time.Now(), "x", "missed, for x"),
+		message.New(time.Now().Add(time.Millisecond), "y", "for another session"),
+		message.New(time.Now().Add(2*time.Millisecond), "", "missed broadcast"),
+	}
+	for _, msg := range missed {
+		if _, err := st.Append(ctx, msg, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	resp, events, errc = openStream(t, url, lastID)
+	if resp.StatusCode != 200 {
+		t.Fatalf("reconnect: status %d", resp.StatusCode)
+	}
+	if _, m := nextEvent(t, events, 10*time.Second); m.Type != "connected" {
+		t.Fatalf("first event after reconnect %+v, want connected", m)
+	}
+	got, _, err := rest(t, events, errc, timeout+5*time.Second)
+	if !errors.Is(err, io.EOF) {
+		t.Errorf("the resumed stream ended with %v", err)
+	}
+	var ids []string
+	for _, m := range got {
+		ids = append(ids, m.Type+":"+m.ID+m.Reason)
+	}
+	want := []string{"webhook_message:" + missed[0].ID, "webhook_message:" + missed[2].ID}
+	if fmt.Sprint(ids) != fmt.Sprint(want) {
+		t.Errorf("after resuming from %s: %v, want exactly %v", lastID, ids, want)
+	}
+}

@@ -1,0 +1,217 @@
+package dynamostore
+
+import (
+	"context"
+	"reflect"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
+	"github.com/webhook-relay/webhook-relay/internal/message"
+	"github.com/webhook-relay/webhook-relay/internal/store"
+)
+
+// recorder is an API that records the IAM action of every call it passes on.
+type recorder struct {
+	api API
+	mu  sync.Mutex
+	got map[string]bool
+}
+
+func (r *recorder) add(actions ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, a := range actions {
+		r.got[a] = true
+	}
+}
+
+// take returns the actions recorded since the last take, sorted.
+func (r *recorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []string
+	for a := range r.got {
+		out = append(out, a)
+	}
+	r.got = map[string]bool{}
+	slices.Sort(out)
+	return out
+}
+
+func (r *recorder) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
+	r.add("dynamodb:GetItem")
+	return r.api.GetItem(ctx, in, opts...)
+}
+
+func (r *recorder) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	r.add("dynamodb:PutItem")
+	return r.api.PutItem(ctx, in, opts...)
+}
+
+func (r *recorder) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
+	r.add("dynamodb:UpdateItem")
+	return r.api.UpdateItem(ctx, in, opts...)
+}
+
+func (r *recorder) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
+	r.add("dynamodb:DeleteItem")
+	return r.api.DeleteItem(ctx, in, opts...)
+}
+
+func (r *recorder) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
+	r.add("dynamodb:Query")
+	return r.api.Query(ctx, in, opts...)
+}
+
+// TransactWriteItems is authorised by IAM as the actions of its items.
+func (r *recorder) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
+	for _, it := range in.TransactItems {
+		switch {
+		case it.Put != nil:
+			r.add("dynamodb:PutItem")
+		case it.Update != nil:
+			r.add("dynamodb:UpdateItem")
+		case it.Delete != nil:
+			r.add("dynamodb:DeleteItem")
+		case it.ConditionCheck != nil:
+			r.add("dynamodb:ConditionCheckItem")
+		}
+	}
+	return r.api.TransactWriteItems(ctx, in, opts...)
+}
+
+// TestIAMActionsMatchCalls calls every exported method of *Store, on every
+// path that can reach a different DynamoDB call, through a recording API,
+// and checks that IAMActions declares exactly the actions each one used:
+// the SAM template's policies are derived from IAMActions.
+func TestIAMActionsMatchCalls(t *testing.T) {
+	client := dynamotest.Client(t, dynamotest.Endpoint(t))
+	table := dynamotest.TableName(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := CreateTable(ctx, client, table); err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{api: client, got: map[string]bool{}}
+	got := map[string][]string{}
+	note := func(method string) {
+		acts := rec.take()
+		got[method] = slices.Compact(slices.Sorted(slices.Values(append(got[method], acts...))))
+	}
+
+	// other is a second store on the same table, not recorded: a
+	// concurrent writer. It is opened after s, so that s creates the epoch.
+	var other *Store
+	var raceOnce sync.Once
+	var raceErr error
+	s, err := New(ctx, rec, table, Options{BeforeWrite: func(partition string, seq uint64) {
+		if partition != store.Partition("race") {
+			return
+		}
+		// Another first attempt with the same key wins while this one holds
+		// its number: this one must close its number and answer as the winner.
+		raceOnce.Do(func() {
+			_, raceErr = other.Append(ctx, message.New(time.Now(), "race", "winner"), "race-key")
+		})
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	note(OpenMethod)
+	if other, err = New(ctx, client, table, Options{}); err != nil {
+		t.Fatal(err)
+	}
+
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	scenarios := map[string]func(){
+		"Epoch": func() { _, err := s.Epoch(ctx); must(err) },
+		"Ping":  func() { must(s.Ping(ctx)) },
+		"Append": func() {
+			_, err := s.Append(ctx, message.New(time.Now(), "a", "plain"), "")
+			must(err)
+			_, err = s.Append(ctx, message.New(time.Now(), "a", "keyed"), "k1")
+			must(err)
+			r, err := s.Append(ctx, message.New(time.Now(), "a", "keyed retry"), "k1")
+			must(err)
+			if !r.Replayed {
+				t.Errorf("retry with the same key: Replayed = false")
+			}
+			r, err = s.Append(ctx, message.New(time.Now(), "race", "loser"), "race-key")
+			must(err)
+			must(raceErr)
+			if !r.Replayed || r.Message.Text != "winner" {
+				t.Errorf("losing first attempt = %+v, want the winner's result", r)
+			}
+		},
+		"Head": func() { _, err := s.Head(ctx, store.Partition("a")); must(err) },
+		"Read": func() { _, err := s.Read(ctx, store.Partition("a"), 0, 10); must(err) },
+		"Tombstone": func() {
+			_, err := s.Tombstone(ctx, store.Partition("a"), 99) // free slot
+			must(err)
+			_, err = s.Tombstone(ctx, store.Partition("a"), 1) // written slot
+			must(err)
+		},
+		"IncrementCounter": func() { _, err := s.IncrementCounter(ctx, "k", time.Now().Add(time.Minute)); must(err) },
+		"PutLease":         func() { must(s.PutLease(ctx, "c1", time.Now().Add(time.Minute))) },
+		"DeleteLease":      func() { must(s.DeleteLease(ctx, "c1")) },
+		"CountLeases":      func() { _, err := s.CountLeases(ctx); must(err) },
+	}
+
+	typ := reflect.TypeFor[*Store]()
+	for i := range typ.NumMethod() {
+		name := typ.Method(i).Name
+		run, ok := scenarios[name]
+		if !ok {
+			t.Errorf("method %s has no scenario in this test: add one (and its actions to iamActions)", name)
+			continue
+		}
+		rec.take()
+		run()
+		note(name)
+		delete(scenarios, name)
+	}
+	for name := range scenarios {
+		t.Errorf("scenario %s names no method of *Store", name)
+	}
+
+	for name, acts := range got {
+		want, ok := iamActions[name]
+		if !ok {
+			t.Errorf("%s: no IAM actions declared; it calls %v", name, acts)
+			continue
+		}
+		want = slices.Sorted(slices.Values(want))
+		if !slices.Equal(acts, want) {
+			t.Errorf("%s: calls need %v, iamActions declares %v", name, acts, want)
+		}
+	}
+	for name := range iamActions {
+		if _, ok := got[name]; !ok {
+			t.Errorf("iamActions declares %s, which is no method of *Store", name)
+		}
+	}
+}
+
+func TestIAMActions(t *testing.T) {
+	got, err := IAMActions("Read", "Head", "Read")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query"}
+	if !slices.Equal(got, want) {
+		t.Errorf("IAMActions(Read, Head) = %v, want %v (opening included)", got, want)
+	}
+	if _, err := IAMActions("Scan"); err == nil {
+		t.Error("IAMActions(Scan): want an error for an unknown method")
+	}
+}
