@@ -61,5 +61,24 @@ echo "--- WEBHOOK_RELAY_TEST_DYNAMODB=$WEBHOOK_RELAY_TEST_DYNAMODB" >&2
 if [[ $# -eq 0 ]]; then
 	set -- ./...
 fi
-echo "--- go test -count=1 -timeout 15m $*" >&2
-go test -count=1 -timeout 15m "$@"
+# Verbose into a log; on the terminal the package results and each test and
+# first-level subtest by name, so the run shows which backends (Memory,
+# DynamoDBLocal, real binaries, Chromium) it exercised.
+mkdir -p test-output
+log=test-output/go-test.log
+echo "--- go test -count=1 -timeout 15m -v $* (full log: $log)" >&2
+set +e
+go test -count=1 -timeout 15m -v "$@" >"$log" 2>&1
+rc=$?
+set -e
+grep -E '^(ok|FAIL|panic:|---|    ---) ' "$log" | grep -vE '^ {8}' || true
+if [[ $rc -ne 0 ]]; then
+	echo '--- failures (from the full log):' >&2
+	grep -nE -B 40 '^\s*--- FAIL' "$log" | tail -200 >&2 || true
+	grep -E '^(FAIL|panic:)' "$log" >&2 || true
+fi
+for backend in Memory DynamoDBLocal; do
+	n=$(grep -cE -- "^ *--- PASS: .*${backend}" "$log" || true)
+	echo "backend ${backend}: ${n} tests and subtests passed" >&2
+done
+exit $rc
