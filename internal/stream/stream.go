@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/config"
@@ -45,13 +44,15 @@ type Options struct {
 
 // Handler is the stream http.Handler.
 type Handler struct {
-	st    Store
-	cfg   config.Config
-	log   *slog.Logger
-	now   func() time.Time
-	wto   time.Duration
-	drain chan struct{}
-	once  sync.Once
+	st  Store
+	cfg config.Config
+	log *slog.Logger
+	now func() time.Time
+	wto time.Duration
+	enc *encoder
+
+	drainCtx context.Context
+	drain    context.CancelFunc
 }
 
 // New returns the handler.
@@ -65,12 +66,14 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
-	return &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, wto: opts.WriteTimeout, drain: make(chan struct{})}
+	h := &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, wto: opts.WriteTimeout, enc: newEncoder(4096)}
+	h.drainCtx, h.drain = context.WithCancel(context.Background())
+	return h
 }
 
 // Drain ends every open stream cleanly (clients reconnect and resume), for
 // graceful shutdown. Register it with http.Server.RegisterOnShutdown.
-func (h *Handler) Drain() { h.once.Do(func() { close(h.drain) }) }
+func (h *Handler) Drain() { h.drain() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != Path {
@@ -178,13 +181,15 @@ func (c *conn) event(id string, v any) {
 	c.events++
 }
 
-func (c *conn) deliver(d tail.Delivery) {
-	m := d.Message
-	var sid *string
-	if m.SessionID != "" {
-		sid = &m.SessionID
-	}
-	c.event(d.Cursor.String(), webhookMessage{Type: "webhook_message", ID: m.ID, Message: m.Text, SessionID: sid, Timestamp: m.Timestamp})
+func (c *conn) deliver(enc *encoder, d tail.Delivery) {
+	// The data is one-line JSON (encoding/json escapes line breaks), so it
+	// needs no splitting over data: lines.
+	b := append(c.buf, "id: "...)
+	b = d.Cursor.Append(b)
+	b = append(b, "\ndata: "...)
+	b = append(b, enc.data(d.Message)...)
+	c.buf = append(b, '\n', '\n')
+	c.events++
 }
 
 func newConnectionID() string {
@@ -211,7 +216,6 @@ func minTime(a, b time.Time) time.Time {
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastEventID string) {
-	ctx := r.Context()
 	start := time.Now()
 	id := newConnectionID()
 	hdr := w.Header()
@@ -223,81 +227,42 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 	if r.Method == http.MethodHead {
 		return
 	}
-	c := &conn{wto: h.wto, w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 1024)}
+	c := &conn{wto: h.wto, w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512)}
 	c.buf = sse.AppendRetry(c.buf, h.cfg.RetryMS)
+
+	// One context ends the stream: the client leaving, the planned end, or
+	// server shutdown (Drain); the reason is told apart afterwards.
+	end := h.endAt(r, start)
+	ctx, cancel := context.WithDeadline(r.Context(), end)
+	defer cancel()
+	stopDrain := context.AfterFunc(h.drainCtx, cancel)
+	defer stopDrain()
 
 	log := h.log.With(slog.String("connectionId", id), slog.String("sessionId", sessionID))
 	reason := "client gone"
 	defer func() {
+		switch {
+		case reason != "client gone":
+		case h.drainCtx.Err() != nil:
+			reason = "server shutdown"
+		case !time.Now().Before(end):
+			reason = "planned end"
+		}
 		log.LogAttrs(context.Background(), slog.LevelInfo, "stream closed",
 			slog.String("reason", reason), slog.Int("events", c.events),
 			slog.Duration("duration", time.Since(start)))
 	}()
 
-	end := time.NewTimer(time.Until(h.endAt(r, start)))
-	defer end.Stop()
-	heartbeat := time.NewTicker(h.cfg.HeartbeatInterval)
-	defer heartbeat.Stop()
-	leaseTTL := 2*h.cfg.HeartbeatInterval + 5*time.Second
-
-	topts := tail.Options{
-		HoleTimeout: h.cfg.HoleTimeout, PollInterval: h.cfg.PollInterval,
-		ReplayCount: h.cfg.ReplayCount, Retention: h.cfg.MessageTTL, Now: h.now,
-	}
-	// Open, retrying through a store outage with heartbeats: answering with
-	// an error status would make EventSource give up for good.
-	var f *tail.Follower
-	for f == nil {
-		var replay []tail.Delivery
-		var why string
-		var err error
-		f, replay, why, err = tail.Open(ctx, h.st, topts, sessionID, lastEventID)
-		if err == nil {
-			cur := f.Cursor().String()
-			var sid *string
-			if sessionID != "" {
-				sid = &sessionID
-			}
-			c.event(cur, connected{Type: "connected", ConnectionID: id, SessionID: sid})
-			if why != "" {
-				c.event(cur, reset{Type: "reset", Reason: why})
-			}
-			for _, d := range replay {
-				c.deliver(d)
-			}
-			log.LogAttrs(ctx, slog.LevelInfo, "stream opened", slog.String("cursor", cur),
-				slog.Bool("resumed", lastEventID != "" && why == ""), slog.String("reset", why),
-				slog.Int("replayed", len(replay)))
-			break
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		log.LogAttrs(ctx, slog.LevelWarn, "stream open failed; retrying", slog.String("error", err.Error()))
-		c.buf = sse.AppendComment(c.buf, "store unavailable, retrying")
-		if err := c.flush(); err != nil {
-			return
-		}
-		retry := time.NewTimer(h.cfg.PollInterval)
-		select {
-		case <-ctx.Done():
-			retry.Stop()
-			return
-		case <-end.C:
-			retry.Stop()
-			reason = "planned end"
-			return
-		case <-h.drain:
-			retry.Stop()
-			reason = "server shutdown"
-			return
-		case <-retry.C:
-		}
+	f := h.open(ctx, log, c, id, sessionID, lastEventID)
+	if f == nil {
+		return
 	}
 	if err := c.flush(); err != nil {
+		reason = "write failed"
 		return
 	}
 
+	leaseTTL := 2*h.cfg.HeartbeatInterval + 5*time.Second
 	h.putLease(ctx, log, id, leaseTTL)
 	defer func() {
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -307,19 +272,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 		}
 	}()
 
+	heartbeat := time.NewTicker(h.cfg.HeartbeatInterval)
+	defer heartbeat.Stop()
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	var wake tail.Wake
-	storeDown := false
+	var storeDown bool
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-h.drain:
-			reason = "server shutdown"
-			return
-		case <-end.C:
-			reason = "planned end"
 			return
 		case <-heartbeat.C:
 			c.buf = sse.AppendComment(c.buf, "heartbeat")
@@ -333,31 +294,93 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 		case <-wake.C[1]:
 		case <-poll.C:
 		}
-		ds, err := f.Poll(ctx)
-		for _, d := range ds {
-			c.deliver(d)
+		var err error
+		if wake, storeDown, err = h.step(ctx, log, c, f, storeDown); err != nil {
+			reason = "write failed"
+			return
 		}
-		if len(c.buf) > 0 {
-			if err := c.flush(); err != nil {
-				reason = "write failed"
-				return
-			}
-		}
-		wake = f.Next()
-		after := wake.After
-		switch {
-		case err != nil && ctx.Err() == nil:
-			if !storeDown {
-				log.LogAttrs(ctx, slog.LevelWarn, "store read failed; the stream keeps heartbeating and retries", slog.String("error", err.Error()))
-			}
-			storeDown = true
-			after = max(after, h.cfg.PollInterval)
-		case err == nil && storeDown:
-			storeDown = false
-			log.LogAttrs(ctx, slog.LevelInfo, "store reads recovered")
-		}
-		poll.Reset(after)
+		poll.Reset(wake.After)
 	}
+}
+
+// open positions the stream and queues the connected event, any reset, and
+// the replay in c. It retries through a store outage with comments:
+// answering with an error status would make EventSource give up for good.
+// It returns nil when ctx ends first. Kept out of serve, like step, so that
+// serve's frame stays small: an idle stream then parks on an 8 KB stack.
+//
+//go:noinline
+func (h *Handler) open(ctx context.Context, log *slog.Logger, c *conn, id, sessionID, lastEventID string) *tail.Follower {
+	topts := tail.Options{
+		HoleTimeout: h.cfg.HoleTimeout, PollInterval: h.cfg.PollInterval,
+		ReplayCount: h.cfg.ReplayCount, Retention: h.cfg.MessageTTL, Now: h.now,
+	}
+	for {
+		f, replay, why, err := tail.Open(ctx, h.st, topts, sessionID, lastEventID)
+		if err == nil {
+			cur := f.Cursor().String()
+			var sid *string
+			if sessionID != "" {
+				sid = &sessionID
+			}
+			c.event(cur, connected{Type: "connected", ConnectionID: id, SessionID: sid})
+			if why != "" {
+				c.event(cur, reset{Type: "reset", Reason: why})
+			}
+			for _, d := range replay {
+				c.deliver(h.enc, d)
+			}
+			log.LogAttrs(ctx, slog.LevelInfo, "stream opened", slog.String("cursor", cur),
+				slog.Bool("resumed", lastEventID != "" && why == ""), slog.String("reset", why),
+				slog.Int("replayed", len(replay)))
+			return f
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.LogAttrs(ctx, slog.LevelWarn, "stream open failed; retrying", slog.String("error", err.Error()))
+		c.buf = sse.AppendComment(c.buf, "store unavailable, retrying")
+		if err := c.flush(); err != nil {
+			return nil
+		}
+		retry := time.NewTimer(h.cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+			retry.Stop()
+			return nil
+		case <-retry.C:
+		}
+	}
+}
+
+// step delivers what became available and says when to look again. A store
+// error is logged once per outage; the stream keeps heartbeating meanwhile.
+// Only a failed write to the client is returned.
+//
+//go:noinline
+func (h *Handler) step(ctx context.Context, log *slog.Logger, c *conn, f *tail.Follower, storeDown bool) (tail.Wake, bool, error) {
+	ds, err := f.Poll(ctx)
+	for _, d := range ds {
+		c.deliver(h.enc, d)
+	}
+	if len(c.buf) > 0 {
+		if werr := c.flush(); werr != nil {
+			return tail.Wake{}, storeDown, werr
+		}
+	}
+	wake := f.Next()
+	switch {
+	case err != nil && ctx.Err() == nil:
+		if !storeDown {
+			log.LogAttrs(ctx, slog.LevelWarn, "store read failed; the stream keeps heartbeating and retries", slog.String("error", err.Error()))
+		}
+		storeDown = true
+		wake.After = max(wake.After, h.cfg.PollInterval)
+	case err == nil && storeDown:
+		storeDown = false
+		log.LogAttrs(ctx, slog.LevelInfo, "store reads recovered")
+	}
+	return wake, storeDown, nil
 }
 
 func (h *Handler) putLease(ctx context.Context, log *slog.Logger, id string, ttl time.Duration) {

@@ -341,6 +341,9 @@ func (f *Follower) Poll(ctx context.Context) ([]Delivery, error) {
 			errs = append(errs, err)
 		}
 	}
+	if len(errs) == 0 && len(lists) == 2 && len(lists[0])+len(lists[1]) == 0 {
+		return nil, nil // the common wake-up: nothing new here
+	}
 	merged := mergeByTime(lists)
 	out := make([]Delivery, 0, len(merged))
 	pos := slices.Clone(start)
