@@ -329,9 +329,11 @@ func (f *Follower) sleep(ctx context.Context, partition string, d time.Duration)
 // delivered before the error, and the error; the follower's state stays
 // consistent, so the caller just polls again later.
 func (f *Follower) Poll(ctx context.Context) ([]Delivery, error) {
-	lists := make([][]message.Message, len(f.parts))
-	seqs := make([][]uint64, len(f.parts))
-	start := make([]uint64, len(f.parts))
+	// At most two partitions: fixed arrays keep these off the heap.
+	var listsA [2][]message.Message
+	var seqsA [2][]uint64
+	var startA [2]uint64
+	lists, seqs, start := listsA[:len(f.parts)], seqsA[:len(f.parts)], startA[:len(f.parts)]
 	var errs []error
 	for i, p := range f.parts {
 		start[i] = p.pos
@@ -346,7 +348,7 @@ func (f *Follower) Poll(ctx context.Context) ([]Delivery, error) {
 	}
 	merged := mergeByTime(lists)
 	out := make([]Delivery, 0, len(merged))
-	pos := slices.Clone(start)
+	pos := start
 	for _, m := range merged {
 		pos[m.part] = seqs[m.part][m.index]
 		c := cursor.Cursor{Epoch: f.epoch, Broadcast: pos[len(pos)-1]}
@@ -368,8 +370,8 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 	}
 	p.more = len(entries) == readBatch
 	p.wakeAt = time.Time{}
-	var msgs []message.Message
-	var seqs []uint64
+	msgs := make([]message.Message, 0, len(entries))
+	seqs := make([]uint64, 0, len(entries))
 	take := func(e store.Entry) {
 		if !e.Tombstone && !e.Expired {
 			msgs = append(msgs, e.Message)
@@ -443,11 +445,21 @@ type tagged struct {
 // mergeByTime merges lists that are each in sequence order into one, by
 // timestamp, never reordering within a list.
 func mergeByTime(lists [][]message.Message) []tagged {
-	n := 0
-	for _, l := range lists {
+	n, nonEmpty := 0, -1
+	for i, l := range lists {
 		n += len(l)
+		if len(l) > 0 {
+			nonEmpty = i
+		}
 	}
 	out := make([]tagged, 0, n)
+	if n == len(lists[max(nonEmpty, 0)]) {
+		// One list holds everything: nothing to merge.
+		for i, m := range lists[max(nonEmpty, 0)] {
+			out = append(out, tagged{msg: m, part: nonEmpty, index: i})
+		}
+		return out
+	}
 	idx := make([]int, len(lists))
 	for len(out) < n {
 		best := -1

@@ -26,7 +26,7 @@ type Store struct {
 	beforeWrite store.AppendHook
 	epoch       int64
 
-	mu         sync.Mutex
+	mu         sync.RWMutex // readers (streams) far outnumber writers
 	partitions map[string]*partition
 	idem       map[string]idemRecord
 	counters   map[string]counter
@@ -197,6 +197,14 @@ func (s *Store) wake(p *partition) {
 // Changed returns a channel that is closed at the next write to partition.
 // Take it before reading, so that no write can slip between read and wait.
 func (s *Store) Changed(partition string) <-chan struct{} {
+	s.mu.RLock()
+	p := s.partitions[partition]
+	s.mu.RUnlock()
+	if p != nil {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return p.changed
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.part(partition).changed
@@ -207,8 +215,8 @@ func (s *Store) Head(ctx context.Context, partition string) (store.Head, error) 
 	if err := ctx.Err(); err != nil {
 		return store.Head{}, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	p := s.partitions[partition]
 	if p == nil {
 		return store.Head{}, nil
@@ -222,15 +230,18 @@ func (s *Store) Read(ctx context.Context, partition string, after uint64, limit 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	p := s.partitions[partition]
 	if p == nil {
 		return nil, nil
 	}
 	now := s.now()
-	var out []store.Entry
 	start := max(after, p.base) - p.base
+	if start >= uint64(len(p.slots)) {
+		return nil, nil
+	}
+	out := make([]store.Entry, 0, min(uint64(limit), uint64(len(p.slots))-start))
 	for i := start; i < uint64(len(p.slots)) && len(out) < limit; i++ {
 		sl := p.slots[i]
 		if sl == nil {
