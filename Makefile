@@ -15,6 +15,8 @@ help:
 	@echo 'make lint-template         cfn-lint template.yaml (part of make test)'
 	@echo 'make run-dynamodb          local adapter on DynamoDB Local instead of the memory store'
 	@echo 'make fuzz                  every fuzz target for FUZZTIME (default 20s) each'
+	@echo 'make bench                 T1-T5 vs the floor -> docs/benchmarks.md (~9 min; BENCH_QUICK=1 for a quick pass)'
+	@echo 'make soak                  1000 streams, 100 msg/s, 10 min, random resumes (SOAK_DURATION=1m: smoke)'
 	@echo 'make screenshots           refresh docs/chat-{light,dark}.png from the browser test'
 	@echo 'make fmt-check             gofmt -l must list nothing'
 	@echo 'make dynamodb-local-start  start DynamoDB Local (prints its endpoint)'
@@ -40,6 +42,14 @@ run-dynamodb:
 .PHONY: fuzz
 fuzz:
 	bash infra/fuzz.sh
+
+.PHONY: bench
+bench:
+	bash infra/bench.sh
+
+.PHONY: soak
+soak:
+	bash infra/soak.sh
 
 .PHONY: screenshots
 screenshots:
