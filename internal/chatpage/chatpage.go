@@ -17,8 +17,6 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"html"
 	"net/http"
@@ -26,6 +24,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
 )
 
 //go:embed index.html
@@ -168,12 +168,11 @@ func contentSecurityPolicy(page []byte, connect string) (string, error) {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	hdr := w.Header()
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		hdr.Set("Allow", "GET, HEAD")
-		writeJSONError(w, http.StatusMethodNotAllowed, "Method not allowed.")
+		jsonhttp.MethodNotAllowed(w, "GET, HEAD")
 		return
 	}
+	hdr := w.Header()
 	hdr.Set("Content-Type", "text/html; charset=utf-8")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("Content-Security-Policy", h.csp)
@@ -183,21 +182,4 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// ServeContent answers HEAD without a body, If-None-Match with 304 and
 	// sets Content-Length.
 	http.ServeContent(w, r, "index.html", time.Time{}, bytes.NewReader(h.page))
-}
-
-func writeJSONError(w http.ResponseWriter, status int, msg string) {
-	body, err := json.Marshal(struct {
-		Success bool   `json:"success"`
-		Error   string `json:"error"`
-	}{false, msg})
-	if err != nil {
-		// Cannot happen for a struct of a bool and a string.
-		panic(errors.Join(errors.New("chatpage: marshal error body"), err))
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_, _ = w.Write(append(body, '\n'))
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -27,6 +26,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/store/memstore"
 	"github.com/webhook-relay/webhook-relay/internal/store/storetest"
 	"github.com/webhook-relay/webhook-relay/internal/stream"
+	"github.com/webhook-relay/webhook-relay/internal/stream/streamtest"
 )
 
 func TestMain(m *testing.M) { dynamotest.Main(m) }
@@ -326,18 +326,6 @@ func TestSlowConsumerDropped(t *testing.T) {
 	t.Logf("3000 x 4 KB broadcast: healthy stream got all in %v; the stalled one was dropped", elapsed.Round(time.Millisecond))
 }
 
-func streamGoroutines() int {
-	buf := make([]byte, 8<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "internal/stream.(*Handler)") || strings.Contains(g, "internal/tail.") {
-			n++
-		}
-	}
-	return n
-}
-
 // TestConnectDisconnectCycles: many short-lived streams leave no goroutine
 // and no lease behind.
 func TestConnectDisconnectCycles(t *testing.T) {
@@ -387,7 +375,7 @@ func TestConnectDisconnectCycles(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				g := streamGoroutines()
+				g := streamtest.Goroutines()
 				if n == 0 && g == 0 {
 					break
 				}

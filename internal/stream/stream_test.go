@@ -12,13 +12,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/cursor"
@@ -29,6 +26,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
 	"github.com/webhook-relay/webhook-relay/internal/store/storetest"
 	"github.com/webhook-relay/webhook-relay/internal/stream"
+	"github.com/webhook-relay/webhook-relay/internal/stream/streamtest"
 )
 
 func TestMain(m *testing.M) { dynamotest.Main(m) }
@@ -656,19 +654,6 @@ func TestLoadWithReconnects(t *testing.T) {
 	})
 }
 
-// streamGoroutines counts goroutines inside the stream handler.
-func streamGoroutines() int {
-	buf := make([]byte, 4<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	n := 0
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "internal/stream.(*Handler)") || strings.Contains(g, "internal/tail.") {
-			n++
-		}
-	}
-	return n
-}
-
 func TestHeartbeatAndLeases(t *testing.T) {
 	// Not parallel: it counts the stream handler's goroutines.
 	for _, b := range storetest.Backends() {
@@ -730,9 +715,9 @@ func testHeartbeatAndLeases(t *testing.T, b storetest.Backend) {
 		waitFor(0)
 		// Every stream goroutine is gone.
 		deadlineG := time.Now().Add(5 * time.Second)
-		for streamGoroutines() > 0 {
+		for streamtest.Goroutines() > 0 {
 			if time.Now().After(deadlineG) {
-				t.Fatalf("%d stream goroutines left after every client left", streamGoroutines())
+				t.Fatalf("%d stream goroutines left after every client left", streamtest.Goroutines())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -808,12 +793,11 @@ func TestCORSAndMethods(t *testing.T) {
 
 // counting counts DynamoDB requests by operation.
 type counting struct {
-	dynamostore.API
 	mu sync.Mutex
 	n  map[string]int
 }
 
-func (c *counting) add(op string) {
+func (c *counting) observe(op string, _ any) {
 	c.mu.Lock()
 	c.n[op]++
 	c.mu.Unlock()
@@ -825,46 +809,15 @@ func (c *counting) snapshot() map[string]int {
 	return maps.Clone(c.n)
 }
 
-func (c *counting) GetItem(ctx context.Context, in *dynamodb.GetItemInput, o ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	c.add("GetItem")
-	return c.API.GetItem(ctx, in, o...)
-}
-
-func (c *counting) PutItem(ctx context.Context, in *dynamodb.PutItemInput, o ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	c.add("PutItem")
-	return c.API.PutItem(ctx, in, o...)
-}
-
-func (c *counting) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, o ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	c.add("UpdateItem")
-	return c.API.UpdateItem(ctx, in, o...)
-}
-
-func (c *counting) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, o ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	c.add("DeleteItem")
-	return c.API.DeleteItem(ctx, in, o...)
-}
-
-func (c *counting) Query(ctx context.Context, in *dynamodb.QueryInput, o ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	c.add("Query")
-	return c.API.Query(ctx, in, o...)
-}
-
-func (c *counting) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, o ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	c.add("TransactWriteItems")
-	return c.API.TransactWriteItems(ctx, in, o...)
-}
-
 // TestIdleStreamCost: an idle stream on DynamoDB costs at most one Query per
 // followed partition per POLL_INTERVAL and one lease renewal per heartbeat.
 func TestIdleStreamCost(t *testing.T) {
 	poll, heartbeat, window := 250*time.Millisecond, time.Second, 4*time.Second
 	cfg := config.Defaults()
 	cfg.PollInterval, cfg.HeartbeatInterval = poll, heartbeat
-	var counter *counting
+	counter := &counting{n: map[string]int{}}
 	st := storetest.NewDynamo(t, storetest.Options{}, func(api dynamostore.API) dynamostore.API {
-		counter = &counting{API: api, n: map[string]int{}}
-		return counter
+		return dynamostore.Observed{API: api, Observe: counter.observe}
 	})
 	h := server.New(st, cfg, server.Options{Ingest: ingest.Options{Logger: quiet()}, Stream: stream.Options{Logger: quiet()}})
 	srv := httptest.NewServer(h)

@@ -29,13 +29,8 @@ const requestTimeLayout = "02/Jan/2006:15:04:05 -0700"
 // the invocation stops (its process is killed).
 func (e *Emulator) FunctionURLHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := readRequestBody(w, r)
+		payload, ok := eventPayload(e, w, r, functionURLEvent, http.StatusBadGateway)
 		if !ok {
-			return
-		}
-		payload, err := json.Marshal(functionURLEvent(r, body, time.Now()))
-		if err != nil {
-			e.gatewayError(w, r, err, http.StatusBadGateway)
 			return
 		}
 		e.serveStream(w, r, payload, http.StatusBadGateway)
@@ -49,13 +44,8 @@ func (e *Emulator) FunctionURLHandler() http.Handler {
 // response without statusCode is a JSON body, as API Gateway has it).
 func (e *Emulator) APIGatewayV2Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := readRequestBody(w, r)
+		payload, ok := eventPayload(e, w, r, apiGatewayV2Event, http.StatusInternalServerError)
 		if !ok {
-			return
-		}
-		payload, err := json.Marshal(apiGatewayV2Event(r, body, time.Now()))
-		if err != nil {
-			e.gatewayError(w, r, err, http.StatusInternalServerError)
 			return
 		}
 		// Payload 2.0 responses have the function URL format.
@@ -69,13 +59,8 @@ func (e *Emulator) APIGatewayV2Handler() http.Handler {
 // events.APIGatewayProxyResponse.
 func (e *Emulator) APIGatewayV1Handler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := readRequestBody(w, r)
+		payload, ok := eventPayload(e, w, r, apiGatewayV1Event, http.StatusBadGateway)
 		if !ok {
-			return
-		}
-		payload, err := json.Marshal(apiGatewayV1Event(r, body, time.Now()))
-		if err != nil {
-			e.gatewayError(w, r, err, http.StatusBadGateway)
 			return
 		}
 		resp, err := e.Invoke(r.Context(), payload)
@@ -106,6 +91,21 @@ func (e *Emulator) APIGatewayV1Handler() http.Handler {
 		w.WriteHeader(pr.StatusCode)
 		_, _ = w.Write(out)
 	})
+}
+
+// eventPayload reads r's body and encodes the event build makes of it; on
+// failure it has answered the client with errStatus.
+func eventPayload[T any](e *Emulator, w http.ResponseWriter, r *http.Request, build func(*http.Request, []byte, time.Time) T, errStatus int) ([]byte, bool) {
+	body, ok := readRequestBody(w, r)
+	if !ok {
+		return nil, false
+	}
+	payload, err := json.Marshal(build(r, body, time.Now()))
+	if err != nil {
+		e.gatewayError(w, r, err, errStatus)
+		return nil, false
+	}
+	return payload, true
 }
 
 // serveStream invokes with payload and relays the response progressively.

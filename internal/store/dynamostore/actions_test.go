@@ -15,18 +15,32 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/store"
 )
 
-// recorder is an API that records the IAM action of every call it passes on.
+// recorder records the IAM action of every call an Observed API passes on.
 type recorder struct {
-	api API
 	mu  sync.Mutex
 	got map[string]bool
 }
 
-func (r *recorder) add(actions ...string) {
+func (r *recorder) observe(op string, input any) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for _, a := range actions {
-		r.got[a] = true
+	tx, ok := input.(*dynamodb.TransactWriteItemsInput)
+	if !ok {
+		r.got["dynamodb:"+op] = true
+		return
+	}
+	// TransactWriteItems is authorised by IAM as the actions of its items.
+	for _, it := range tx.TransactItems {
+		switch {
+		case it.Put != nil:
+			r.got["dynamodb:PutItem"] = true
+		case it.Update != nil:
+			r.got["dynamodb:UpdateItem"] = true
+		case it.Delete != nil:
+			r.got["dynamodb:DeleteItem"] = true
+		case it.ConditionCheck != nil:
+			r.got["dynamodb:ConditionCheckItem"] = true
+		}
 	}
 }
 
@@ -43,48 +57,6 @@ func (r *recorder) take() []string {
 	return out
 }
 
-func (r *recorder) GetItem(ctx context.Context, in *dynamodb.GetItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error) {
-	r.add("dynamodb:GetItem")
-	return r.api.GetItem(ctx, in, opts...)
-}
-
-func (r *recorder) PutItem(ctx context.Context, in *dynamodb.PutItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
-	r.add("dynamodb:PutItem")
-	return r.api.PutItem(ctx, in, opts...)
-}
-
-func (r *recorder) UpdateItem(ctx context.Context, in *dynamodb.UpdateItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error) {
-	r.add("dynamodb:UpdateItem")
-	return r.api.UpdateItem(ctx, in, opts...)
-}
-
-func (r *recorder) DeleteItem(ctx context.Context, in *dynamodb.DeleteItemInput, opts ...func(*dynamodb.Options)) (*dynamodb.DeleteItemOutput, error) {
-	r.add("dynamodb:DeleteItem")
-	return r.api.DeleteItem(ctx, in, opts...)
-}
-
-func (r *recorder) Query(ctx context.Context, in *dynamodb.QueryInput, opts ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error) {
-	r.add("dynamodb:Query")
-	return r.api.Query(ctx, in, opts...)
-}
-
-// TransactWriteItems is authorised by IAM as the actions of its items.
-func (r *recorder) TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error) {
-	for _, it := range in.TransactItems {
-		switch {
-		case it.Put != nil:
-			r.add("dynamodb:PutItem")
-		case it.Update != nil:
-			r.add("dynamodb:UpdateItem")
-		case it.Delete != nil:
-			r.add("dynamodb:DeleteItem")
-		case it.ConditionCheck != nil:
-			r.add("dynamodb:ConditionCheckItem")
-		}
-	}
-	return r.api.TransactWriteItems(ctx, in, opts...)
-}
-
 // TestIAMActionsMatchCalls calls every exported method of *Store, on every
 // path that can reach a different DynamoDB call, through a recording API,
 // and checks that IAMActions declares exactly the actions each one used:
@@ -97,7 +69,8 @@ func TestIAMActionsMatchCalls(t *testing.T) {
 	if err := CreateTable(ctx, client, table); err != nil {
 		t.Fatal(err)
 	}
-	rec := &recorder{api: client, got: map[string]bool{}}
+	rec := &recorder{got: map[string]bool{}}
+	api := Observed{API: client, Observe: rec.observe}
 	got := map[string][]string{}
 	note := func(method string) {
 		acts := rec.take()
@@ -109,7 +82,7 @@ func TestIAMActionsMatchCalls(t *testing.T) {
 	var other *Store
 	var raceOnce sync.Once
 	var raceErr error
-	s, err := New(ctx, rec, table, Options{BeforeWrite: func(partition string, seq uint64) {
+	s, err := New(ctx, api, table, Options{BeforeWrite: func(partition string, seq uint64) {
 		if partition != store.Partition("race") {
 			return
 		}

@@ -180,25 +180,19 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 		for _, r := range reasons {
 			conflict = conflict || aws.ToString(r.Code) == "TransactionConflict"
 		}
-		if !conflict || attempt >= 5 {
-			if r, ok, lerr := s.lookupIdem(ctx, idemKey); lerr == nil && ok {
-				// A concurrent first attempt won: close our number now so
-				// readers need not wait for it, and answer as it did.
-				if _, terr := s.Tombstone(ctx, partition, seq); terr != nil {
-					return store.AppendResult{}, terr
-				}
-				return r, nil
-			}
-			if !conflict {
-				return store.AppendResult{}, fmt.Errorf("write message %s/%d: transaction canceled: %w", partition, seq, err)
-			}
-			return store.AppendResult{}, wrap(err, "write message %s/%d: transaction conflict persisted", partition, seq)
-		}
+		// If a concurrent first attempt with the same key won, answer as it
+		// did, and close our number at once so readers need not wait for it.
 		if r, ok, lerr := s.lookupIdem(ctx, idemKey); lerr == nil && ok {
 			if _, terr := s.Tombstone(ctx, partition, seq); terr != nil {
 				return store.AppendResult{}, terr
 			}
 			return r, nil
+		}
+		if !conflict {
+			return store.AppendResult{}, fmt.Errorf("write message %s/%d: transaction canceled: %w", partition, seq, err)
+		}
+		if attempt >= 5 {
+			return store.AppendResult{}, wrap(err, "write message %s/%d: transaction conflict persisted", partition, seq)
 		}
 		select {
 		case <-ctx.Done():

@@ -30,6 +30,7 @@ type Store struct {
 	partitions map[string]*partition
 	idem       map[string]idemRecord
 	counters   map[string]counter
+	nextPurge  time.Time // of expired counters
 	leases     map[string]time.Time
 }
 
@@ -198,13 +199,11 @@ func (s *Store) wake(p *partition) {
 // Take it before reading, so that no write can slip between read and wait.
 func (s *Store) Changed(partition string) <-chan struct{} {
 	s.mu.RLock()
-	p := s.partitions[partition]
-	s.mu.RUnlock()
-	if p != nil {
-		s.mu.RLock()
+	if p := s.partitions[partition]; p != nil {
 		defer s.mu.RUnlock()
 		return p.changed
 	}
+	s.mu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.part(partition).changed
@@ -287,15 +286,17 @@ func (s *Store) IncrementCounter(ctx context.Context, key string, expiresAt time
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
-	c, ok := s.counters[key]
-	if !ok || !now.Before(c.expiresAt) {
-		if len(s.counters) > 4096 {
-			for k, v := range s.counters {
-				if !now.Before(v.expiresAt) {
-					delete(s.counters, k)
-				}
+	if !now.Before(s.nextPurge) {
+		// Expired counters go at most once a minute, not on every request.
+		for k, v := range s.counters {
+			if !now.Before(v.expiresAt) {
+				delete(s.counters, k)
 			}
 		}
+		s.nextPurge = now.Add(time.Minute)
+	}
+	c, ok := s.counters[key]
+	if !ok || !now.Before(c.expiresAt) {
 		c = counter{expiresAt: expiresAt}
 	}
 	c.n++
