@@ -6,6 +6,7 @@ package config
 import (
 	"encoding/base64"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -66,7 +67,7 @@ func Variables() []Var {
 		{"TABLE_NAME", "webhook-relay", "DynamoDB table.", both, false,
 			func(c *Config, v string) error { c.TableName = v; return nonEmpty(v) }},
 		{"DYNAMODB_ENDPOINT", "", "DynamoDB Local or another endpoint; for the local adapter it selects DynamoDB instead of the memory store.", both, true,
-			func(c *Config, v string) error { c.DynamoDBEndpoint = v; return nil }},
+			setDynamoDBEndpoint},
 		{"MESSAGE_TTL", "24h", "Retention of messages (and tombstones).", both, false, duration(func(c *Config) *time.Duration { return &c.MessageTTL }, 1)},
 		{"REPLAY_COUNT", "5", "Recent messages replayed to a new stream, in total across its partitions.", Stream | Local, false, integer(func(c *Config) *int { return &c.ReplayCount }, 0, 1000)},
 		{"HEARTBEAT_INTERVAL", "30s", "SSE heartbeat comment interval; connection leases are renewed with it.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, 1)},
@@ -192,6 +193,20 @@ func setSigningSecret(c *Config, v string) error {
 		return fmt.Errorf("want whsec_ followed by base64")
 	}
 	c.SigningSecret = key
+	return nil
+}
+
+// setDynamoDBEndpoint wants a URL with a scheme: the SDK takes
+// "localhost:8000" as a scheme "localhost" and fails far from here.
+func setDynamoDBEndpoint(c *Config, v string) error {
+	c.DynamoDBEndpoint = v
+	if v == "" {
+		return nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("want a URL starting with http:// or https://, such as http://localhost:8000 (`make dynamodb-local-start` starts DynamoDB Local and prints its endpoint)")
+	}
 	return nil
 }
 

@@ -86,12 +86,53 @@ func TestLoadRejectsNonsense(t *testing.T) {
 		{"WEBHOOK_SIGNING_SECRET", "not-whsec"},
 		{"WEBHOOK_SIGNING_SECRET", "whsec_%%%"},
 		{"PORT", "70000"},
+		{"DYNAMODB_ENDPOINT", "localhost:8000"},
+		{"DYNAMODB_ENDPOINT", "127.0.0.1:8000"},
+		{"DYNAMODB_ENDPOINT", "ftp://localhost:8000"},
+		{"DYNAMODB_ENDPOINT", "http://"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
 			_, err := Load(Local, env(map[string]string{tt.name: tt.value}))
 			if err == nil || !strings.Contains(err.Error(), tt.name) {
 				t.Fatalf("Load error = %v, want one naming %s", err, tt.name)
+			}
+		})
+	}
+}
+
+func TestDynamoDBEndpoint(t *testing.T) {
+	tests := []struct {
+		value, want string // want "reject": Load must fail
+	}{
+		{"", ""}, // unset: the memory store
+		{"http://localhost:8000", "http://localhost:8000"},
+		{"https://dynamodb.eu-west-1.amazonaws.com", "https://dynamodb.eu-west-1.amazonaws.com"},
+		{"HTTP://127.0.0.1:8000", "HTTP://127.0.0.1:8000"},
+		{"localhost:8000", "reject"},
+		{"dynamodb.local", "reject"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			c, err := Load(Local, env(map[string]string{"DYNAMODB_ENDPOINT": tt.value}))
+			if tt.want == "reject" {
+				if err == nil {
+					t.Fatalf("DYNAMODB_ENDPOINT=%q accepted", tt.value)
+				}
+				// One line that names the variable and says what to do.
+				msg := err.Error()
+				for _, want := range []string{"DYNAMODB_ENDPOINT", "http://", "https://", "make dynamodb-local-start"} {
+					if !strings.Contains(msg, want) {
+						t.Errorf("error %q does not mention %q", msg, want)
+					}
+				}
+				if strings.Contains(msg, "\n") {
+					t.Errorf("error %q is more than one line", msg)
+				}
+				return
+			}
+			if err != nil || c.DynamoDBEndpoint != tt.want {
+				t.Fatalf("DYNAMODB_ENDPOINT=%q: endpoint %q, error %v; want %q", tt.value, c.DynamoDBEndpoint, err, tt.want)
 			}
 		})
 	}
