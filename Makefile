@@ -8,7 +8,8 @@ SHELL := bash
 .PHONY: help
 help:
 	@echo 'make run                   local adapter (go run ./local) on $${PORT:-3000}'
-	@echo 'make test                  gofmt check, go vet, cfn-lint, go test ./... against one DynamoDB Local'
+	@echo 'make test                  installs missing tools (make deps), gofmt check, go vet, cfn-lint, go test ./... against one DynamoDB Local'
+	@echo 'make deps                  Java 17, npm, chromium, curl, python3 + requests, cfn-lint: installed if missing'
 	@echo 'make build                 both Lambda bootstraps for arm64 into build/{webhook,stream}/bootstrap'
 	@echo 'make deploy                sam build && sam deploy --guided (see docs/deploy.md)'
 	@echo 'make emulate               the real Lambda binaries behind one local port, streaming (DynamoDB Local)'
@@ -109,10 +110,16 @@ lint-template:
 		echo 'WARNING: cfn-lint not found: SKIPPING the template lint (pip install cfn-lint)' >&2; \
 	fi
 
-# fmt-check and go vet are part of infra/test.sh as well, so `make test` alone covers them.
+# fmt-check and go vet are part of infra/test.sh as well, so `make test` alone covers them;
+# it first runs infra/deps.sh, which installs the tools it needs when they are missing.
 .PHONY: test
 test:
 	bash infra/test.sh
+
+# Java 17, npm, chromium, curl, python3 + requests, cfn-lint: installed if missing (as root).
+.PHONY: deps
+deps:
+	bash infra/deps.sh
 
 .PHONY: fmt-check
 fmt-check:

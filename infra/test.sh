@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The body of `make test`: gofmt check, go vet, cfn-lint, then ONE DynamoDB Local for the whole
+# The body of `make test`: the tools it needs (infra/deps.sh installs what is missing),
+# gofmt check, go vet, cfn-lint, then ONE DynamoDB Local for the whole
 # run (exported as WEBHOOK_RELAY_TEST_DYNAMODB), then go test. DynamoDB Local is
 # always stopped afterwards, also when a step fails or the run is interrupted.
 #
@@ -37,6 +38,9 @@ export AWS_SECRET_ACCESS_KEY="${AWS_SECRET_ACCESS_KEY:-dummy}"
 if [[ -z "${AWS_REGION:-}" ]]; then
 	export AWS_REGION="${AWS_DEFAULT_REGION:-us-east-1}"
 fi
+
+echo '--- tools (infra/deps.sh)' >&2
+bash infra/deps.sh
 
 echo '--- gofmt -l' >&2
 unformatted="$(find . -name '*.go' -not -path './.git/*' -not -path '*/node_modules/*' -not -path './infra/.cache/*' -print0 | xargs -0 -r gofmt -l)"
