@@ -2,11 +2,15 @@ package ingest
 
 import (
 	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"errors"
 	"io"
 	"mime"
+	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/webhook-relay/webhook-relay/internal/message"
@@ -42,6 +46,94 @@ func kindOf(contentType string) bodyKind {
 		return kindForm
 	}
 	return kindUnsupported
+}
+
+// bodyError is a request whose body cannot be read as sent: a status and
+// the sentence for the sender.
+type bodyError struct {
+	status int
+	msg    string
+}
+
+func (e *bodyError) Error() string { return e.msg }
+
+// checkEncoding accepts an identity or gzip Content-Encoding, before
+// anything is read; gzip reports whether the body must be decompressed.
+func checkEncoding(h http.Header) (gzipped bool, _ *bodyError) {
+	var codings []string
+	for _, v := range h.Values("Content-Encoding") {
+		for c := range strings.SplitSeq(v, ",") {
+			if c = strings.ToLower(strings.TrimSpace(c)); c != "" && c != "identity" {
+				codings = append(codings, c)
+			}
+		}
+	}
+	switch {
+	case len(codings) == 0:
+		return false, nil
+	case len(codings) == 1 && (codings[0] == "gzip" || codings[0] == "x-gzip"):
+		return true, nil
+	}
+	return false, &bodyError{http.StatusUnsupportedMediaType,
+		"Unsupported Content-Encoding '" + strings.Join(codings, ", ") + "'; send the body uncompressed or with Content-Encoding: gzip."}
+}
+
+// readBody reads the request body as sent, decompressing gzip. Both the
+// bytes on the wire and the decoded bytes are bounded by limit: the decoder
+// is read through a limit, so a small gzip bomb costs at most limit bytes.
+func readBody(w http.ResponseWriter, r *http.Request, limit int64, gzipped bool) ([]byte, *bodyError) {
+	tooLarge := &bodyError{http.StatusRequestEntityTooLarge, "Request body is larger than " + strconv.FormatInt(limit, 10) + " bytes."}
+	if gzipped {
+		tooLarge.msg = "Request body is larger than " + strconv.FormatInt(limit, 10) + " bytes (after gzip decoding)."
+	}
+	if r.ContentLength > limit {
+		return nil, tooLarge
+	}
+	var src io.Reader = http.MaxBytesReader(w, r.Body, limit)
+	notGzip := &bodyError{http.StatusBadRequest, "Request body is not valid gzip data (Content-Encoding: gzip)."}
+	if gzipped {
+		zr, err := gzip.NewReader(src)
+		if err != nil {
+			if isMaxBytes(err) {
+				return nil, tooLarge
+			}
+			return nil, notGzip
+		}
+		defer zr.Close()
+		src = io.LimitReader(zr, limit+1)
+	}
+	body, err := io.ReadAll(src)
+	switch {
+	case isMaxBytes(err):
+		return nil, tooLarge
+	case err != nil && gzipped:
+		return nil, notGzip
+	case err != nil:
+		return nil, &bodyError{http.StatusBadRequest, "Could not read the request body."}
+	case int64(len(body)) > limit:
+		return nil, tooLarge
+	}
+	return body, nil
+}
+
+func isMaxBytes(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// utf8BOM is what some editors and Windows tools put before UTF-8 text.
+var utf8BOM = []byte("\xef\xbb\xbf")
+
+// sniffKind drops a leading byte-order mark and reads a form-typed body
+// that is a JSON object as JSON: `curl -d '{...}'` sends JSON as
+// application/x-www-form-urlencoded, and no form a sender means starts
+// with '{' (a form key with braces would be percent-encoded).
+func sniffKind(kind bodyKind, body []byte) (bodyKind, []byte) {
+	body = bytes.TrimPrefix(body, utf8BOM)
+	if kind == kindForm && bytes.HasPrefix(bytes.TrimLeft(body, " \t\r\n"), []byte("{")) {
+		kind = kindJSON
+	}
+	return kind, body
 }
 
 func bad(reason string) error { return &message.ValidationError{Reason: reason} }
@@ -92,14 +184,13 @@ func decodeJSON(body []byte) (payload, error) {
 			}
 			haveMessage = true
 		case "sessionId":
+			// null and "" are a broadcast, as an empty form field and an
+			// empty ?sessionId= on the stream are.
 			if string(raw) == "null" {
-				continue // explicit broadcast
+				continue
 			}
 			if err := json.Unmarshal(raw, &p.SessionID); err != nil {
 				return payload{}, bad("Field 'sessionId' must be a string or null.")
-			}
-			if p.SessionID == "" {
-				return payload{}, bad("Field 'sessionId' must not be empty; omit it or send null to broadcast.")
 			}
 		}
 	}

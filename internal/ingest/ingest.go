@@ -9,7 +9,6 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -163,18 +162,16 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
 	if kind == kindUnsupported {
 		return h.fail(w, http.StatusUnsupportedMediaType, "Unsupported Content-Type; send application/json or application/x-www-form-urlencoded.")
 	}
-	tooLarge := "Request body is larger than " + strconv.FormatInt(h.cfg.MaxBodyBytes, 10) + " bytes."
-	if r.ContentLength > h.cfg.MaxBodyBytes {
-		return h.fail(w, http.StatusRequestEntityTooLarge, tooLarge)
+	gzipped, berr := checkEncoding(r.Header)
+	if berr != nil {
+		return h.fail(w, berr.status, berr.msg)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return h.fail(w, http.StatusRequestEntityTooLarge, tooLarge)
-		}
-		return h.fail(w, http.StatusBadRequest, "Could not read the request body.")
+	body, berr := readBody(w, r, h.cfg.MaxBodyBytes, gzipped)
+	if berr != nil {
+		return h.fail(w, berr.status, berr.msg)
 	}
+	// A signature covers the body as the sender wrote it: after transport
+	// decoding, before anything else.
 	if h.cfg.SigningSecret != nil {
 		if reason := verifySignature(h.cfg.SigningSecret, r.Header, body, h.now()); reason != "" {
 			return h.fail(w, http.StatusUnauthorized, reason)
@@ -190,7 +187,9 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
 		}
 	}
 
+	kind, body = sniffKind(kind, body)
 	var p payload
+	var err error
 	if kind == kindForm {
 		p, err = decodeForm(body)
 	} else {

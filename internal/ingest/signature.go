@@ -25,8 +25,11 @@ func verifySignature(key []byte, h http.Header, body []byte, now time.Time) stri
 	if err != nil {
 		return "Invalid webhook-timestamp: want Unix seconds."
 	}
-	if d := now.Sub(time.Unix(sec, 0)); d > signatureTolerance || d < -signatureTolerance {
-		return "Stale webhook-timestamp: it must be within 5 minutes of the current time (check the sender's clock, or a replayed request)."
+	switch d := now.Sub(time.Unix(sec, 0)); {
+	case d > signatureTolerance:
+		return "Stale webhook-timestamp: it is more than 5 minutes old (a replayed request, or the sender's clock is behind)."
+	case d < -signatureTolerance:
+		return "The webhook-timestamp is too far in the future: more than 5 minutes ahead of the current time (the sender's clock is ahead)."
 	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(id))

@@ -90,14 +90,16 @@ const IdempotencyRetention = 24 * time.Hour
 // MaxIdempotencyKeyLength bounds the key a sender may give.
 const MaxIdempotencyKeyLength = 255
 
-// ValidateIdempotencyKey accepts 1-255 printable ASCII characters.
+// ValidateIdempotencyKey accepts 1-255 printable ASCII characters, space
+// included (0x20-0x7e): what any sender can put in a header unchanged.
 func ValidateIdempotencyKey(key string) error {
+	const rule = "Idempotency key (the Idempotency-Key or webhook-id header) must be 1 to %d printable ASCII characters (letters, digits, punctuation, spaces)"
 	if key == "" || len(key) > MaxIdempotencyKeyLength {
-		return &message.ValidationError{Reason: fmt.Sprintf("Idempotency key must be 1 to %d printable ASCII characters.", MaxIdempotencyKeyLength)}
+		return &message.ValidationError{Reason: fmt.Sprintf(rule+"; it has %d bytes.", MaxIdempotencyKeyLength, len(key))}
 	}
 	for i := 0; i < len(key); i++ {
-		if key[i] < 0x21 || key[i] > 0x7e {
-			return &message.ValidationError{Reason: fmt.Sprintf("Idempotency key must be 1 to %d printable ASCII characters.", MaxIdempotencyKeyLength)}
+		if key[i] < 0x20 || key[i] > 0x7e {
+			return &message.ValidationError{Reason: fmt.Sprintf(rule+"; byte %d is 0x%02x.", MaxIdempotencyKeyLength, i+1, key[i])}
 		}
 	}
 	return nil

@@ -1,0 +1,142 @@
+package ingest
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
+)
+
+// readmeBlock is one fenced code block of README.md.
+type readmeBlock struct{ lang, code string }
+
+func readmeBlocks(t *testing.T) []readmeBlock {
+	t.Helper()
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var blocks []readmeBlock
+	for _, m := range regexp.MustCompile("(?ms)^```([a-z]*)\n(.*?)^```$").FindAllStringSubmatch(string(b), -1) {
+		blocks = append(blocks, readmeBlock{m[1], m[2]})
+	}
+	return blocks
+}
+
+// needTool fails with CI=true (make test installs every tool) and skips,
+// loudly, elsewhere.
+func needTool(t *testing.T, name string, probe ...string) {
+	t.Helper()
+	_, err := exec.LookPath(name)
+	if err == nil && len(probe) > 0 {
+		err = exec.Command(name, probe...).Run()
+	}
+	if err == nil {
+		return
+	}
+	msg := name + " " + strings.Join(probe, " ") + " is not available (make deps installs it)"
+	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
+		t.Fatalf("CI=true: %s", msg)
+	}
+	t.Skip("SKIPPED: " + msg)
+}
+
+// TestREADMEExamplesRunAsPrinted runs every sender example of README.md as
+// printed, but for the port: curl, Node.js and Python. Each must print the
+// answer, and the message must be stored once.
+func TestREADMEExamplesRunAsPrinted(t *testing.T) {
+	var runnable []readmeBlock
+	for _, b := range readmeBlocks(t) {
+		switch {
+		case b.lang == "sh" && strings.HasPrefix(b.code, "curl "),
+			b.lang == "javascript" && strings.Contains(b.code, "fetch("),
+			b.lang == "python" && strings.Contains(b.code, "requests.post("):
+			runnable = append(runnable, b)
+		}
+	}
+	if len(runnable) < 5 {
+		t.Fatalf("found %d runnable examples in README.md, want at least 5 (curl x3, Node.js, Python)", len(runnable))
+	}
+	idRE := regexp.MustCompile(`[0-9]{13}-[0-9a-z]+`)
+	successRE := regexp.MustCompile(`["']?success["']?\s*:\s*(true|True)`)
+	for i, b := range runnable {
+		t.Run(strconv.Itoa(i)+"-"+b.lang, func(t *testing.T) {
+			cfg := testConfig()
+			if strings.Contains(b.code, "your-secret-key-here") {
+				cfg.WebhookSecret = "your-secret-key-here" // the example must send it right
+			}
+			h, rec, _ := newTestHandler(t, cfg, time.Now)
+			// The first POST is answered 503 without reaching the handler:
+			// an example that retries must send the same Idempotency-Key
+			// again; one that does not retry prints the 503.
+			var mu sync.Mutex
+			var keys []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				keys = append(keys, r.Header.Get("Idempotency-Key"))
+				first := len(keys) == 1
+				mu.Unlock()
+				if first && b.lang == "javascript" {
+					w.Header().Set("Retry-After", "1")
+					jsonhttp.Error(w, http.StatusServiceUnavailable, "Try again.")
+					return
+				}
+				h.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			code := strings.ReplaceAll(b.code, "http://localhost:3000", srv.URL)
+			if code == b.code {
+				t.Fatalf("example does not target http://localhost:3000:\n%s", b.code)
+			}
+			dir := t.TempDir()
+			var argv []string
+			switch b.lang {
+			case "sh":
+				needTool(t, "curl", "--version")
+				argv = []string{"sh", "-c", code}
+			case "javascript":
+				needTool(t, "node", "-e", "if (typeof fetch !== 'function') process.exit(1)")
+				if err := os.WriteFile(filepath.Join(dir, "send.mjs"), []byte(code), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				argv = []string{"node", "send.mjs"}
+			case "python":
+				needTool(t, "python3", "-c", "import requests")
+				if err := os.WriteFile(filepath.Join(dir, "send.py"), []byte(code), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				argv = []string{"python3", "send.py"}
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+			cmd.Dir = dir
+			// Never through a proxy: the server is on 127.0.0.1.
+			cmd.Env = append(os.Environ(), "NO_PROXY=127.0.0.1,localhost", "no_proxy=127.0.0.1,localhost",
+				"HTTP_PROXY=", "http_proxy=", "HTTPS_PROXY=", "https_proxy=", "ALL_PROXY=", "all_proxy=")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s failed: %v\n%s", argv[0], err, out)
+			}
+			if !successRE.Match(out) {
+				t.Fatalf("printed %q, want the answer with success true", out)
+			}
+			if rec.count() != 1 || !strings.Contains(string(out), rec.stored[0].ID) || !idRE.MatchString(rec.stored[0].ID) {
+				t.Fatalf("printed %q; stored %+v; want one message whose id is printed", out, rec.stored)
+			}
+			if b.lang == "javascript" && (len(keys) != 2 || keys[0] == "" || keys[0] != keys[1]) {
+				t.Fatalf("Idempotency-Key of the first try and the retry: %q; want one key sent twice", keys)
+			}
+		})
+	}
+}
