@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -65,7 +66,7 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 		ds, err := dynamostore.Open(octx, cfg.DynamoDBEndpoint, cfg.TableName, true, dynamostore.Options{TTL: cfg.MessageTTL})
 		cancel()
 		if err != nil {
-			return fmt.Errorf("open DynamoDB table %s at %s: %w", cfg.TableName, cfg.DynamoDBEndpoint, err)
+			return openError(cfg.DynamoDBEndpoint, cfg.TableName, err)
 		}
 		st, backend = ds, "dynamodb "+cfg.DynamoDBEndpoint+" table "+cfg.TableName
 	} else {
@@ -98,12 +99,11 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 	}
 	url := "http://" + displayHost(cfg.Host) + ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 	log.Info("webhook-relay ready", "url", url, "store", backend, "secret", cfg.WebhookSecret != "")
-	secretHeader := ""
-	if cfg.WebhookSecret != "" {
-		secretHeader = ` -H "X-Webhook-Secret: $WEBHOOK_SECRET"`
+	fmt.Fprintf(stdout, "webhook-relay listening on %s (store: %s)\n  open the chat window: %s/\n  send a message:       %s\n",
+		url, backend, url, bannerCurl(url, cfg.WebhookSecret))
+	if cfg.SigningSecret != nil {
+		fmt.Fprintln(stdout, "  (WEBHOOK_SIGNING_SECRET is set: POSTs must also carry Standard Webhooks signature headers; see README.md)")
 	}
-	fmt.Fprintf(stdout, "webhook-relay listening on %s (store: %s)\n  open the chat window: %s/\n  send a message:       curl -X POST %s/api/webhook -H \"Content-Type: application/json\"%s -d '{\"message\": \"Test message!\"}'\n",
-		url, backend, url, url, secretHeader)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
@@ -119,6 +119,42 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// bannerCurl is the startup line's command, ready to paste: the secret is
+// spelled out (this is the developer's own terminal, not the log) because
+// the shell it is pasted into may not have WEBHOOK_SECRET, which often comes
+// from .env.local.
+func bannerCurl(url, secret string) string {
+	cmd := "curl -X POST " + url + `/api/webhook -H "Content-Type: application/json"`
+	if secret != "" {
+		cmd += " -H " + shellQuote("X-Webhook-Secret: "+secret)
+	}
+	return cmd + ` -d '{"message": "Test message!"}'`
+}
+
+// shellQuote single-quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// openError says what to do when the DynamoDB endpoint cannot be opened; a
+// connection that fails or never answers is almost always DynamoDB Local
+// not running (or running on another port).
+func openError(endpoint, table string, err error) error {
+	var opErr *net.OpError
+	var dnsErr *net.DNSError
+	switch {
+	case errors.As(err, &opErr):
+		err = opErr
+	case errors.As(err, &dnsErr):
+		err = dnsErr
+	case errors.Is(err, context.DeadlineExceeded):
+		err = errors.New("no answer within a minute")
+	default:
+		return fmt.Errorf("open DynamoDB table %s at %s: %w", table, endpoint, err)
+	}
+	return fmt.Errorf("DYNAMODB_ENDPOINT=%s does not answer (%v): is DynamoDB Local running? `make dynamodb-local-start` starts it and prints the endpoint to use", endpoint, err)
 }
 
 // connSet holds the connections that have not sent a request yet.

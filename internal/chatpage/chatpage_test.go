@@ -128,7 +128,8 @@ func TestPageContents(t *testing.T) {
 		`id="curl"`,
 		`id="copy-curl"`,
 		`<label for="input"`,
-		`>Your message</label>`,
+		`>Your side of the chat, shown in this window only (not sent)</label>`,
+		`placeholder="Your side of the chat (local only, not sent)"`,
 		`id="input"`,
 		`type="submit"`,
 		`class="msg webhook"`,
@@ -158,6 +159,11 @@ func TestPageContents(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("page lacks %q", want)
 		}
+	}
+	// The status pill says live or reconnecting; the static subtitle must
+	// not claim "live" while the stream is down.
+	if m := regexp.MustCompile(`<p id="subtitle">([^<]*)</p>`).FindStringSubmatch(page); m == nil || strings.Contains(strings.ToLower(m[1]), "live") {
+		t.Errorf("subtitle %q: want a <p id=\"subtitle\"> that does not say live", m)
 	}
 	for _, tc := range []struct {
 		name string

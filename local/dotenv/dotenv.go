@@ -19,6 +19,9 @@ var keyRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // the file and line.
 func Parse(name, content string) (map[string]string, error) {
 	vals := map[string]string{}
+	// Windows editors start UTF-8 files with a byte-order mark; without
+	// this the first key would not be a valid name.
+	content = strings.TrimPrefix(content, "\ufeff")
 	sc := bufio.NewScanner(strings.NewReader(content))
 	for n := 1; sc.Scan(); n++ {
 		line := strings.TrimSpace(sc.Text())

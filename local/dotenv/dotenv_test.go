@@ -31,6 +31,30 @@ EMPTY=
 	}
 }
 
+func TestParseByteOrderMarkAndCRLF(t *testing.T) {
+	tests := []struct{ name, content string }{
+		{"BOM", "\ufeffWEBHOOK_SECRET=s\nPORT=3001\n"},
+		{"BOM and CRLF", "\ufeffWEBHOOK_SECRET=s\r\nPORT=3001\r\n"},
+		{"BOM before a comment", "\ufeff# local settings\nWEBHOOK_SECRET=s\nPORT=3001\n"},
+		{"BOM before export", "\ufeffexport WEBHOOK_SECRET=s\nPORT=3001"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Parse(".env.local", tt.content)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got["WEBHOOK_SECRET"] != "s" || got["PORT"] != "3001" || len(got) != 2 {
+				t.Fatalf("got %q, want WEBHOOK_SECRET=s PORT=3001", got)
+			}
+		})
+	}
+	// Only a leading mark is one; elsewhere it is part of the text.
+	if _, err := Parse(".env", "A=1\n\ufeffB=2\n"); err == nil {
+		t.Errorf("a byte-order mark on line 2 was taken as part of no key")
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	tests := []struct{ content, where string }{
 		{"OK=1\nnot an assignment\n", ".env:2"},
