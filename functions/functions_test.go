@@ -162,7 +162,7 @@ func newTable(t *testing.T, endpoint string) (string, *dynamostore.Store) {
 	if err := dynamostore.CreateTable(ctx, client, table); err != nil {
 		t.Fatalf("create table: %v", err)
 	}
-	st, err := dynamostore.New(ctx, client, table, dynamostore.Options{})
+	st, err := dynamostore.New(ctx, client, table, store.Options{})
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
@@ -630,7 +630,7 @@ func testStreamUnderEmulator(t *testing.T, endpoint, bootstrap string) {
 	// 1. Open: connected, then the replay.
 	opened := time.Now()
 	resp, events, errc := openStream(t, url, "")
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" ||
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" ||
 		resp.Header.Get("Access-Control-Allow-Origin") != "http://localhost:3000" {
 		t.Fatalf("response %d %v", resp.StatusCode, resp.Header)
 	}

@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/webhook-relay/webhook-relay/internal/store"
 	"io"
 	"log/slog"
 	"net"
@@ -63,14 +64,14 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 	backend := "memory"
 	if cfg.DynamoDBEndpoint != "" {
 		octx, cancel := context.WithTimeout(ctx, time.Minute)
-		ds, err := dynamostore.Open(octx, cfg.DynamoDBEndpoint, cfg.TableName, true, dynamostore.Options{TTL: cfg.MessageTTL})
+		ds, err := dynamostore.Open(octx, cfg.DynamoDBEndpoint, cfg.TableName, true, store.Options{TTL: cfg.MessageTTL})
 		cancel()
 		if err != nil {
 			return openError(cfg.DynamoDBEndpoint, cfg.TableName, err)
 		}
 		st, backend = ds, "dynamodb "+cfg.DynamoDBEndpoint+" table "+cfg.TableName
 	} else {
-		st = memstore.New(memstore.Options{TTL: cfg.MessageTTL})
+		st = memstore.New(store.Options{TTL: cfg.MessageTTL})
 	}
 
 	relay := server.New(st, cfg, server.Options{

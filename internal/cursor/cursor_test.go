@@ -11,21 +11,24 @@ func TestParse(t *testing.T) {
 		want Cursor
 		ok   bool
 	}{
-		{"1764392542123.4.7", Cursor{1764392542123, 4, 7}, true},
-		{"1.0.0", Cursor{1, 0, 0}, true},
-		{"0.18446744073709551615.0", Cursor{0, 18446744073709551615, 0}, true},
+		{"1764392542123.4.7.0badf00d", Cursor{1764392542123, 4, 7, 0x0badf00d}, true},
+		{"1.0.0.00000000", Cursor{1, 0, 0, 0}, true},
+		{"0.18446744073709551615.0.ffffffff", Cursor{0, 18446744073709551615, 0, 0xffffffff}, true},
 		{"", Cursor{}, false},
 		{"garbage", Cursor{}, false},
-		{"1.2", Cursor{}, false},
+		{"1.2.3", Cursor{}, false}, // the format before streams were tagged
 		{"1.2.3.4", Cursor{}, false},
-		{"1..3", Cursor{}, false},
-		{"-1.2.3", Cursor{}, false},
-		{"+1.2.3", Cursor{}, false},
-		{" 1.2.3", Cursor{}, false},
-		{"1.2.3 ", Cursor{}, false},
-		{"1.18446744073709551616.0", Cursor{}, false},
-		{"9223372036854775808.0.0", Cursor{}, false},
-		{"1.0x1.2", Cursor{}, false},
+		{"1.2.3.0badf00d.5", Cursor{}, false},
+		{"1.2.3.0BADF00D", Cursor{}, false},
+		{"1.2.3.0badf00g", Cursor{}, false},
+		{"1..3.00000000", Cursor{}, false},
+		{"-1.2.3.00000000", Cursor{}, false},
+		{"+1.2.3.00000000", Cursor{}, false},
+		{" 1.2.3.00000000", Cursor{}, false},
+		{"1.2.3.00000000 ", Cursor{}, false},
+		{"1.18446744073709551616.0.00000000", Cursor{}, false},
+		{"9223372036854775808.0.0.00000000", Cursor{}, false},
+		{"1.0x1.2.00000000", Cursor{}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -47,7 +50,7 @@ func TestParse(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"1.2.3", "1764392542123.0.15", "", "a.b.c", "1..", "99999999999999999999.1.1"} {
+	for _, s := range []string{"1.2.3.0badf00d", "1764392542123.0.15.ffffffff", "", "a.b.c.d", "1...", "99999999999999999999.1.1.00000000"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -62,4 +65,13 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("Parse(%q) = %+v, but its String %q reparses to %+v, %v", s, c, c.String(), again, err)
 		}
 	})
+}
+
+func TestTag(t *testing.T) {
+	if Tag("a") == Tag("b") || Tag("a") == Tag("") {
+		t.Fatalf("Tag does not tell sessions apart: a=%08x b=%08x broadcast=%08x", Tag("a"), Tag("b"), Tag(""))
+	}
+	if Tag("a") != Tag("a") {
+		t.Fatal("Tag is not stable")
+	}
 }

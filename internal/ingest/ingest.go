@@ -52,7 +52,7 @@ type Handler struct {
 
 // storeTimeout bounds one request's store work; the stream's hole logic
 // relies on writers finishing well within its stale age.
-const storeTimeout = 10 * time.Second
+const storeTimeout = store.MaxWriteTime
 
 // New returns the handler. It logs one warning when POST is left open.
 func New(st Store, cfg config.Config, opts Options) *Handler {
@@ -237,13 +237,20 @@ func safeSession(id string) string {
 }
 
 func (h *Handler) storeFault(w http.ResponseWriter, err error) outcome {
-	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrHoleClosed) || errors.Is(err, context.DeadlineExceeded) {
+	var o outcome
+	switch {
+	case errors.Is(err, store.ErrUnknownOutcome):
+		// Not a 503: that promises nothing was stored. The sender's retry
+		// with the same key is answered from the record if it was.
 		w.Header().Set("Retry-After", "1")
-		o := h.fail(w, http.StatusServiceUnavailable, "The message store is unavailable; nothing was stored. Retry shortly.")
-		o.err = err
-		return o
+		o = h.fail(w, http.StatusGatewayTimeout, "The message store did not confirm the write; it may have been stored. Retry with the same Idempotency-Key to be sure it is stored once.")
+	case errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrHoleClosed) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled):
+		w.Header().Set("Retry-After", "1")
+		o = h.fail(w, http.StatusServiceUnavailable, "The message store is unavailable; nothing was stored. Retry shortly.")
+	default:
+		o = h.fail(w, http.StatusInternalServerError, "Internal error; nothing was stored.")
 	}
-	o := h.fail(w, http.StatusInternalServerError, "Internal error; nothing was stored.")
 	o.err = err
 	return o
 }

@@ -57,7 +57,7 @@ func testConfig() config.Config {
 
 func newTestHandler(t testing.TB, cfg config.Config, now func() time.Time) (*Handler, *recorder, *bytes.Buffer) {
 	t.Helper()
-	rec := &recorder{Store: memstore.New(memstore.Options{Now: now})}
+	rec := &recorder{Store: memstore.New(store.Options{Now: now})}
 	logs := &bytes.Buffer{}
 	h := New(rec, cfg, Options{Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: now})
 	return h, rec, logs
@@ -281,7 +281,7 @@ func TestRoutesAndMethods(t *testing.T) {
 }
 
 func TestHealth(t *testing.T) {
-	st := memstore.New(memstore.Options{})
+	st := memstore.New(store.Options{})
 	h := New(st, testConfig(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "c"} {

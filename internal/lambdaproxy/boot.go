@@ -2,6 +2,7 @@ package lambdaproxy
 
 import (
 	"context"
+	"github.com/webhook-relay/webhook-relay/internal/store"
 	"log/slog"
 	"os"
 
@@ -20,7 +21,7 @@ func Boot(component config.Component) (config.Config, *dynamostore.Store, *slog.
 		log.Error("bad configuration", "error", err.Error())
 		os.Exit(1)
 	}
-	st, err := dynamostore.Open(context.Background(), cfg.DynamoDBEndpoint, cfg.TableName, false, dynamostore.Options{TTL: cfg.MessageTTL})
+	st, err := dynamostore.Open(context.Background(), cfg.DynamoDBEndpoint, cfg.TableName, false, store.Options{TTL: cfg.MessageTTL})
 	if err != nil {
 		log.Error("cannot open the message store", "table", cfg.TableName, "error", err.Error())
 		os.Exit(1)

@@ -116,7 +116,7 @@ func TestAPIGatewayFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.fixture, func(t *testing.T) {
-			st := memstore.New(memstore.Options{})
+			st := memstore.New(store.Options{})
 			var logs bytes.Buffer
 			log := slog.New(slog.NewJSONHandler(&logs, nil))
 			h := lambdaproxy.APIGateway(lambdaproxy.Recover(
@@ -251,7 +251,7 @@ func TestRecover(t *testing.T) {
 // the response body while the handler is still running: the body streams,
 // it is not buffered until the end.
 func TestFunctionURLStreamProgressive(t *testing.T) {
-	st := memstore.New(memstore.Options{})
+	st := memstore.New(store.Options{})
 	cfg := testConfig()
 	cfg.AllowedOrigins = []string{"http://localhost:3000"}
 	returned := make(chan struct{})
@@ -273,7 +273,7 @@ func TestFunctionURLStreamProgressive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.(io.Closer).Close()
-	if resp.StatusCode != 200 || resp.Headers["Content-Type"] != "text/event-stream" || resp.Headers["Cache-Control"] != "no-cache" {
+	if resp.StatusCode != 200 || resp.Headers["Content-Type"] != "text/event-stream; charset=utf-8" || resp.Headers["Cache-Control"] != "no-cache" {
 		t.Fatalf("prelude %d %v", resp.StatusCode, resp.Headers)
 	}
 	if got := resp.Headers["Access-Control-Allow-Origin"]; got != "http://localhost:3000" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/webhook-relay/webhook-relay/internal/store"
 	"io"
 	"log/slog"
 	"net"
@@ -165,7 +166,7 @@ func TestDynamoDBOutage(t *testing.T) {
 	if err := dynamostore.CreateTable(ctx, client, table); err != nil {
 		t.Fatal(err)
 	}
-	st, err := dynamostore.New(ctx, client, table, dynamostore.Options{})
+	st, err := dynamostore.New(ctx, client, table, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +267,7 @@ func TestDynamoDBOutage(t *testing.T) {
 // TestSlowConsumerDropped: a client that stops reading is dropped after its
 // buffers fill and the write timeout passes; other streams are not blocked.
 func TestSlowConsumerDropped(t *testing.T) {
-	st := memstore.New(memstore.Options{})
+	st := memstore.New(store.Options{})
 	cfg := testConfig(nil)
 	srv := start(t, st, cfg, stream.Options{WriteTimeout: 500 * time.Millisecond})
 	addr := strings.TrimPrefix(srv.URL, "http://")

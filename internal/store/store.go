@@ -41,7 +41,52 @@ type Entry struct {
 type Head struct {
 	Seq     uint64
 	TakenAt time.Time // zero when no number was ever taken
+	// Floor is settled history: no writer can still write a number at or
+	// below it, so a reader never waits for one. Stores raise it when a
+	// partition was quiet for StaleAge (DynamoDB) or purged (memory).
+	Floor uint64
 }
+
+// Options configure a store. The zero value is usable.
+type Options struct {
+	TTL         time.Duration    // message retention; default DefaultTTL
+	Now         func() time.Time // clock; default time.Now
+	BeforeWrite AppendHook       // test seam between taking a number and writing
+}
+
+// DefaultTTL is the retention of a store whose Options leave it zero; the
+// service always passes config's MESSAGE_TTL.
+const DefaultTTL = 24 * time.Hour
+
+// WithDefaults fills the zero fields.
+func (o Options) WithDefaults() Options {
+	if o.TTL <= 0 {
+		o.TTL = DefaultTTL
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Writers and readers agree on these bounds; they are what makes a missing
+// number safe to give up on.
+const (
+	// MaxWriteTime bounds how long a writer stays between creating a message
+	// and the last store request that could write it: ingest gives its
+	// store work this long, and a store settles an unknown outcome within
+	// it too (see ErrUnknownOutcome).
+	MaxWriteTime = 10 * time.Second
+	// StaleAge is longer than any writer stays in flight, with room for
+	// clock skew between instances and DynamoDB's own request timeout: a
+	// number taken this long ago can no longer be written, and a missing
+	// number below an entry this old is closed without waiting.
+	StaleAge = 3 * MaxWriteTime
+	// MinTTL is the shortest retention the hole logic works with: an entry
+	// must outlive StaleAge, or a reader could find neither the entry nor a
+	// stale neighbour and wait on numbers nobody will write.
+	MinTTL = 2 * StaleAge
+)
 
 // AppendResult is what an append produced, or what the first append with the
 // same idempotency key produced.
@@ -66,6 +111,12 @@ var (
 	// tombstoned because the write came too late. Nothing was stored; the
 	// sender should retry.
 	ErrHoleClosed = errors.New("sequence number was closed before the message was written")
+
+	// ErrUnknownOutcome is returned by an append that sent its write but
+	// could not learn whether it was applied, nor close its own number to
+	// make sure it was not (the store stayed unreachable). The message may
+	// be delivered; a retry with the same idempotency key is safe.
+	ErrUnknownOutcome = errors.New("the store did not confirm the write; it may have been stored")
 )
 
 // Unavailable wraps err so that errors.Is(err, ErrUnavailable) holds, keeping

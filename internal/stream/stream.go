@@ -11,8 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/config"
@@ -131,7 +134,9 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// conn is one open stream.
+// conn is one open stream. Its writes are serialised by mu: the heartbeat
+// runs on a timer of its own, so that a store call caught in SDK retries
+// (throttling) never delays it.
 type conn struct {
 	wto      time.Duration
 	deadline time.Time
@@ -139,9 +144,21 @@ type conn struct {
 	rc       *http.ResponseController
 	buf      []byte
 	events   int
+
+	mu     sync.Mutex
+	closed bool // the handler returned or is returning: no more writes
+	beats  sync.WaitGroup
 }
 
+// flush writes what is buffered.
 func (c *conn) flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.flushLocked()
+}
+
+// flushLocked writes what is buffered. Callers hold c.mu.
+func (c *conn) flushLocked() error {
 	// Move the write deadline only once half of it is used: a syscall-free
 	// flush matters when one message goes to thousands of streams.
 	if now := time.Now(); c.deadline.Sub(now) < c.wto/2 {
@@ -225,7 +242,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 	start := time.Now()
 	id := newConnectionID()
 	hdr := w.Header()
-	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
 	hdr.Set("Cache-Control", "no-cache")
 	hdr.Set("Connection", "keep-alive")
 	hdr.Set("X-Accel-Buffering", "no")
@@ -243,6 +260,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 	defer cancel()
 	stopDrain := context.AfterFunc(h.drainCtx, cancel)
 	defer stopDrain()
+	var failed atomic.Bool // a heartbeat write failed
+	writeFailed := func() { failed.Store(true); cancel() }
 
 	log := h.log.With(slog.String("connectionId", id), slog.String("sessionId", sessionID))
 	reason := "client gone"
@@ -256,7 +275,62 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 		}
 		log.LogAttrs(context.Background(), slog.LevelInfo, "stream closed",
 			slog.String("reason", reason), slog.Int("events", c.events),
-			slog.Duration("duration", time.Since(start)))
+			slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000))
+	}()
+
+	// The heartbeat runs on a timer of its own from the start, through the
+	// open (which may wait on holes or a throttled store) and the loop, and
+	// renews the lease without holding either. The release below waits for
+	// a renewal in flight, so none can land after the delete.
+	leaseTTL := 2*h.cfg.HeartbeatInterval + 5*time.Second
+	var leaseBusy, leased bool // guarded by c.mu
+	renew := func() {
+		c.mu.Lock()
+		if c.closed || leaseBusy || !leased {
+			c.mu.Unlock()
+			return
+		}
+		leaseBusy = true
+		c.beats.Add(1)
+		c.mu.Unlock()
+		go func() {
+			defer c.beats.Done()
+			h.putLease(ctx, log, id, leaseTTL)
+			c.mu.Lock()
+			leaseBusy = false
+			c.mu.Unlock()
+		}()
+	}
+	var beat *time.Timer
+	// Armed only once beat is assigned: the callback re-arms it.
+	beat = time.AfterFunc(time.Duration(math.MaxInt64), func() {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		c.buf = sse.AppendComment(c.buf, "heartbeat")
+		err := c.flushLocked()
+		c.mu.Unlock()
+		if err != nil {
+			writeFailed()
+			return
+		}
+		beat.Reset(h.cfg.HeartbeatInterval)
+		renew()
+	})
+	beat.Reset(h.cfg.HeartbeatInterval)
+	defer func() {
+		c.mu.Lock()
+		c.closed = true
+		c.mu.Unlock()
+		beat.Stop()
+		c.beats.Wait()
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := h.st.DeleteLease(dctx, id); err != nil {
+			log.LogAttrs(dctx, slog.LevelWarn, "lease release failed; it expires by itself", slog.String("error", err.Error()))
+		}
 	}()
 
 	f := h.open(ctx, log, c, id, sessionID, lastEventID)
@@ -267,19 +341,11 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 		reason = "write failed"
 		return
 	}
+	c.mu.Lock()
+	leased = true
+	c.mu.Unlock()
+	renew()
 
-	leaseTTL := 2*h.cfg.HeartbeatInterval + 5*time.Second
-	h.putLease(ctx, log, id, leaseTTL)
-	defer func() {
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := h.st.DeleteLease(dctx, id); err != nil {
-			log.LogAttrs(dctx, slog.LevelWarn, "lease release failed; it expires by itself", slog.String("error", err.Error()))
-		}
-	}()
-
-	heartbeat := time.NewTicker(h.cfg.HeartbeatInterval)
-	defer heartbeat.Stop()
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	var wake tail.Wake
@@ -287,15 +353,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 	for {
 		select {
 		case <-ctx.Done():
-			return
-		case <-heartbeat.C:
-			c.buf = sse.AppendComment(c.buf, "heartbeat")
-			if err := c.flush(); err != nil {
+			if failed.Load() {
 				reason = "write failed"
-				return
 			}
-			h.putLease(ctx, log, id, leaseTTL)
-			continue
+			return
 		case <-wake.C[0]:
 		case <-wake.C[1]:
 		case <-poll.C:
@@ -324,11 +385,12 @@ func (h *Handler) open(ctx context.Context, log *slog.Logger, c *conn, id, sessi
 	for {
 		f, replay, why, err := tail.Open(ctx, h.st, topts, sessionID, lastEventID)
 		if err == nil {
-			cur := f.Cursor().String()
+			cur := f.Start().String()
 			var sid *string
 			if sessionID != "" {
 				sid = &sessionID
 			}
+			c.mu.Lock()
 			c.event(cur, connected{Type: "connected", ConnectionID: id, SessionID: sid})
 			if why != "" {
 				c.event(cur, reset{Type: "reset", Reason: why})
@@ -336,6 +398,7 @@ func (h *Handler) open(ctx context.Context, log *slog.Logger, c *conn, id, sessi
 			for _, d := range replay {
 				c.deliver(h.enc, d)
 			}
+			c.mu.Unlock()
 			log.LogAttrs(ctx, slog.LevelInfo, "stream opened", slog.String("cursor", cur),
 				slog.Bool("resumed", lastEventID != "" && why == ""), slog.String("reset", why),
 				slog.Int("replayed", len(replay)))
@@ -345,8 +408,11 @@ func (h *Handler) open(ctx context.Context, log *slog.Logger, c *conn, id, sessi
 			return nil
 		}
 		log.LogAttrs(ctx, slog.LevelWarn, "stream open failed; retrying", slog.String("error", err.Error()))
+		c.mu.Lock()
 		c.buf = sse.AppendComment(c.buf, "store unavailable, retrying")
-		if err := c.flush(); err != nil {
+		err = c.flushLocked()
+		c.mu.Unlock()
+		if err != nil {
 			return nil
 		}
 		retry := time.NewTimer(h.cfg.PollInterval)
@@ -366,11 +432,14 @@ func (h *Handler) open(ctx context.Context, log *slog.Logger, c *conn, id, sessi
 //go:noinline
 func (h *Handler) step(ctx context.Context, log *slog.Logger, c *conn, f *tail.Follower, storeDown bool) (tail.Wake, bool, error) {
 	ds, err := f.Poll(ctx)
-	for _, d := range ds {
-		c.deliver(h.enc, d)
-	}
-	if len(c.buf) > 0 {
-		if werr := c.flush(); werr != nil {
+	if len(ds) > 0 {
+		c.mu.Lock()
+		for _, d := range ds {
+			c.deliver(h.enc, d)
+		}
+		werr := c.flushLocked()
+		c.mu.Unlock()
+		if werr != nil {
 			return tail.Wake{}, storeDown, werr
 		}
 	}

@@ -150,7 +150,7 @@ func (e *env) trySubscribe(sessionID, lastEventID string, viaQuery bool) (*sub, 
 		cancel()
 		return nil, err
 	}
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream" {
+	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "text/event-stream; charset=utf-8" {
 		cancel()
 		return nil, fmt.Errorf("stream answered %d %q", resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
@@ -268,7 +268,7 @@ func TestHeadersAndConnected(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b storetest.Backend) {
 		e := newEnv(t, b, nil)
 		s := e.subscribe("abc", "", false)
-		for k, want := range map[string]string{"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
+		for k, want := range map[string]string{"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"} {
 			if got := s.resp.Header.Get(k); got != want {
 				t.Fatalf("%s = %q, want %q", k, got, want)
 			}

@@ -4,9 +4,10 @@
 //
 // Writers take a sequence number and then write it, so a reader can see n+1
 // before n. A Follower never passes a number it has neither seen nor
-// tombstoned: it waits up to HoleTimeout for a missing number, then closes it
-// with a conditional tombstone; a writer that comes later finds its slot
-// taken and fails, so its sender retries (DESIGN.md section 4).
+// tombstoned, unless no writer can still write it (it is at or below the
+// partition's floor): it waits up to HoleTimeout for a missing number, then
+// closes it with a conditional tombstone; a writer that comes later finds
+// its slot taken and fails, so its sender retries (docs/design.md, "Holes").
 package tail
 
 import (
@@ -25,16 +26,29 @@ import (
 type Store interface {
 	Epoch(ctx context.Context) (int64, error)
 	Head(ctx context.Context, partition string) (store.Head, error)
+	// Read returns up to limit entries numbered above after, in order.
 	Read(ctx context.Context, partition string, after uint64, limit int) ([]store.Entry, error)
+	// ReadBefore returns up to limit entries numbered below before,
+	// highest first.
+	ReadBefore(ctx context.Context, partition string, before uint64, limit int) ([]store.Entry, error)
+	// Tombstone closes seq unless it was written and returns what the slot
+	// holds; for a number below a purged floor it may return an entry at the
+	// floor, which settles the whole run.
 	Tombstone(ctx context.Context, partition string, seq uint64) (store.Entry, error)
 }
 
 // Notifier is implemented by stores that can wake readers at once on a write.
 type Notifier interface {
+	// Changed returns a channel closed at the next write to partition.
 	Changed(partition string) <-chan struct{}
+	// Filled returns a channel closed once slot seq of partition is written
+	// or tombstoned: a reader waiting on a hole wakes for that, not for
+	// every write above it.
+	Filled(partition string, seq uint64) <-chan struct{}
 }
 
-// Options tune a Follower. Zero durations take the defaults of DESIGN.md.
+// Options tune a Follower. Zero durations take the defaults of
+// internal/config.
 type Options struct {
 	HoleTimeout  time.Duration    // wait for a missing number; default 2s
 	PollInterval time.Duration    // between reads when the store cannot notify; default 1s
@@ -46,16 +60,6 @@ type Options struct {
 const (
 	// readBatch bounds one read; a full batch means more is waiting.
 	readBatch = 100
-	// settleWindow is how many numbers below the head a fresh stream settles
-	// (sees, or tombstones) before it starts there.
-	settleWindow = 64
-	// maxResumeGap is the largest run of missing numbers right after a cursor
-	// that is treated as holes rather than as lost history.
-	maxResumeGap = 256
-	// staleAge is longer than any writer stays between taking a number and
-	// writing it (ingest bounds an append to 10s). A hole next to an entry
-	// this old cannot be a writer in flight, so it is closed without waiting.
-	staleAge = 30 * time.Second
 	// settlePoll paces re-reads while a fresh stream waits for holes.
 	settlePoll = 20 * time.Millisecond
 )
@@ -82,14 +86,19 @@ type Follower struct {
 	notifier Notifier
 	opts     Options
 	epoch    int64
+	tag      uint32
 	parts    []*follow // session first when present, broadcast last
 	session  bool
+	start    cursor.Cursor
 }
 
 type follow struct {
-	name      string
-	pos       uint64
-	hole      uint64 // number being waited for; 0 when none
+	name  string
+	pos   uint64
+	floor uint64 // numbers at or below it cannot be written any more
+	// A gap pos+1..holeTop was seen missing since holeSince; when its
+	// deadline passes, the whole gap is closed without waiting again.
+	holeTop   uint64
 	holeSince time.Time
 	wakeAt    time.Time // hole deadline, zero when none
 	more      bool
@@ -106,8 +115,9 @@ type Wake struct {
 // Open positions a follower for sessionID ("" for broadcast only). With a
 // lastEventID it resumes after that cursor; a cursor that cannot be resumed
 // exactly yields a reset reason and a fresh start. A fresh start returns the
-// replay: the ReplayCount most recent messages across both partitions, oldest
-// first. A resumed follower returns no replay: its first Poll catches up.
+// replay: the ReplayCount most recent messages across both partitions,
+// oldest first, each with the cursor after itself. A resumed follower
+// returns no replay: its first Poll catches up.
 func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID string) (f *Follower, replay []Delivery, reset string, err error) {
 	if opts.HoleTimeout <= 0 {
 		opts.HoleTimeout = 2 * time.Second
@@ -116,7 +126,7 @@ func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID st
 		opts.PollInterval = time.Second
 	}
 	if opts.Retention <= 0 {
-		opts.Retention = 24 * time.Hour
+		opts.Retention = store.DefaultTTL
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -125,7 +135,7 @@ func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID st
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("read store epoch: %w", err)
 	}
-	f = &Follower{st: st, opts: opts, epoch: epoch, session: sessionID != ""}
+	f = &Follower{st: st, opts: opts, epoch: epoch, tag: cursor.Tag(sessionID), session: sessionID != ""}
 	f.notifier, _ = st.(Notifier)
 	if sessionID != "" {
 		f.parts = append(f.parts, &follow{name: store.Partition(sessionID)})
@@ -138,6 +148,7 @@ func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID st
 			return nil, nil, "", err
 		}
 		if reset == "" {
+			f.start = f.Cursor()
 			return f, nil, "", nil
 		}
 	}
@@ -151,11 +162,19 @@ func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID st
 // Cursor is the stream's position: every number at or below it in each
 // partition has been delivered or skipped.
 func (f *Follower) Cursor() cursor.Cursor {
-	c := cursor.Cursor{Epoch: f.epoch}
-	if f.session {
-		c.Session = f.parts[0].pos
+	var pos [2]uint64
+	for i, p := range f.parts {
+		pos[i] = p.pos
 	}
-	c.Broadcast = f.parts[len(f.parts)-1].pos
+	return f.cursorAt(pos[:len(f.parts)])
+}
+
+// cursorAt is the cursor for positions in f.parts order.
+func (f *Follower) cursorAt(pos []uint64) cursor.Cursor {
+	c := cursor.Cursor{Epoch: f.epoch, Stream: f.tag, Broadcast: pos[len(pos)-1]}
+	if f.session {
+		c.Session = pos[0]
+	}
 	return c
 }
 
@@ -167,157 +186,252 @@ func (f *Follower) resume(ctx context.Context, lastEventID string) (reset string
 	if c.Epoch != f.epoch {
 		return ReasonOtherEpoch, nil
 	}
+	if c.Stream != f.tag || (!f.session && c.Session != 0) {
+		return ReasonWrongSession, nil
+	}
 	positions := []uint64{c.Broadcast}
 	if f.session {
 		positions = []uint64{c.Session, c.Broadcast}
 	}
+	floors := make([]uint64, len(f.parts))
 	for i, p := range f.parts {
-		reason, err := f.checkResume(ctx, p.name, positions[i])
+		var reason string
+		reason, floors[i], err = f.checkResume(ctx, p.name, positions[i])
 		if err != nil || reason != "" {
 			return reason, err
 		}
 	}
 	for i, p := range f.parts {
-		p.pos = positions[i]
+		p.pos, p.floor = positions[i], floors[i]
 	}
 	return "", nil
 }
 
 // checkResume decides whether a partition can be resumed exactly after pos.
-func (f *Follower) checkResume(ctx context.Context, partition string, pos uint64) (string, error) {
+// Missing numbers right after pos are holes like any other, however many
+// (a burst of writers in flight); only expiry means lost history.
+func (f *Follower) checkResume(ctx context.Context, partition string, pos uint64) (reason string, floor uint64, err error) {
 	head, err := f.st.Head(ctx, partition)
 	if err != nil {
-		return "", fmt.Errorf("read head of %s: %w", partition, err)
+		return "", 0, fmt.Errorf("read head of %s: %w", partition, err)
 	}
 	switch {
 	case pos > head.Seq:
-		return ReasonAhead, nil
+		return ReasonAhead, 0, nil
 	case pos == head.Seq:
-		return "", nil
+		return "", head.Floor, nil
 	}
 	next, err := f.st.Read(ctx, partition, pos, 1)
 	if err != nil {
-		return "", fmt.Errorf("read %s after %d: %w", partition, pos, err)
+		return "", 0, fmt.Errorf("read %s after %d: %w", partition, pos, err)
 	}
-	now := f.opts.Now()
 	if len(next) == 0 {
 		// Nothing retained after pos, yet numbers were taken: lost to expiry
 		// unless they are writers still in flight.
-		if head.TakenAt.Before(now.Add(-f.opts.Retention)) || head.Seq-pos > maxResumeGap {
-			return ReasonBehind, nil
+		if head.TakenAt.Before(f.opts.Now().Add(-f.opts.Retention)) {
+			return ReasonBehind, 0, nil
 		}
-		return "", nil
+		return "", head.Floor, nil
 	}
-	if next[0].Expired || next[0].Seq-pos-1 > maxResumeGap {
-		return ReasonBehind, nil
+	if next[0].Expired {
+		return ReasonBehind, 0, nil
 	}
-	return "", nil
+	return "", head.Floor, nil
 }
 
-// fresh settles every number of the last settleWindow below each head, so
-// that the stream can start at the heads without skipping a writer in
-// flight, and picks the replay from what it read.
+// fresh positions each partition at its head, settled so that no writer in
+// flight below it is skipped, and picks the replay from what it read.
 func (f *Follower) fresh(ctx context.Context) ([]Delivery, error) {
-	window := max(settleWindow, f.opts.ReplayCount)
-	var candidates [][]message.Message
-	for _, p := range f.parts {
-		msgs, head, err := f.settle(ctx, p.name, window)
+	lists := make([][]message.Message, len(f.parts))
+	seqs := make([][]uint64, len(f.parts))
+	for i, p := range f.parts {
+		entries, head, err := f.settle(ctx, p.name)
 		if err != nil {
 			return nil, err
 		}
-		p.pos = head
-		p.hole, p.wakeAt = 0, time.Time{}
-		candidates = append(candidates, msgs)
+		p.pos, p.floor = head.Seq, head.Floor
+		p.holeTop, p.wakeAt = 0, time.Time{}
+		for _, e := range entries {
+			lists[i] = append(lists[i], e.Message)
+			seqs[i] = append(seqs[i], e.Seq)
+		}
 	}
-	merged := mergeByTime(candidates)
+	merged := mergeByTime(lists)
 	if n := f.opts.ReplayCount; len(merged) > n {
 		merged = merged[len(merged)-n:]
 	}
-	c := f.Cursor()
+	// Each replayed event carries the cursor after itself: before the
+	// first, a partition stands just below its first replayed message (or
+	// at its head when it replays none), so resuming from the k-th event
+	// yields exactly the rest.
+	pos := make([]uint64, len(f.parts))
+	for i, p := range f.parts {
+		pos[i] = p.pos
+	}
+	for j := len(merged) - 1; j >= 0; j-- {
+		m := merged[j]
+		pos[m.part] = seqs[m.part][m.index] - 1
+	}
+	f.start = f.cursorAt(pos)
 	out := make([]Delivery, len(merged))
-	for i, m := range merged {
-		out[i] = Delivery{Message: m.msg, Cursor: c}
+	for j, m := range merged {
+		pos[m.part] = seqs[m.part][m.index]
+		out[j] = Delivery{Message: m.msg, Cursor: f.cursorAt(pos)}
+	}
+	if len(out) > 0 {
+		out[len(out)-1].Cursor = f.Cursor() // past any tombstones above the last
 	}
 	return out, nil
 }
 
-// settle reads the window below partition's head until every number in it is
-// present or tombstoned; it returns the window's deliverable messages in
-// sequence order, and the head.
-func (f *Follower) settle(ctx context.Context, partition string, window int) ([]message.Message, uint64, error) {
+// Start is the cursor before the replay, which the connected event
+// carries: resuming from it yields the replay again, then what followed. A
+// resumed follower starts at its cursor.
+func (f *Follower) Start() cursor.Cursor { return f.start }
+
+// settle reads partition downward from its head until an entry older than
+// any writer in flight, or its floor, and until it has ReplayCount messages
+// or the bottom. Every missing number above that point is waited for up to
+// HoleTimeout (at once closed when no writer can still fill it) and then
+// tombstoned. It returns the deliverable entries it read, in order, and the
+// head the partition is settled up to.
+func (f *Follower) settle(ctx context.Context, partition string) ([]store.Entry, store.Head, error) {
 	head, err := f.st.Head(ctx, partition)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read head of %s: %w", partition, err)
+		return nil, store.Head{}, fmt.Errorf("read head of %s: %w", partition, err)
 	}
-	lo := head.Seq - min(head.Seq, uint64(window))
 	firstSeen := f.opts.Now()
-	for {
-		entries, err := f.st.Read(ctx, partition, lo, window)
+	var got []store.Entry // descending while reading
+	var missing []uint64  // descending
+	stop := head.Floor    // numbers at or below it need no settling
+	settled := head.Seq <= stop
+	messages := 0
+	below := head.Seq + 1
+	for !(settled && messages >= f.opts.ReplayCount) && below > 1 {
+		page, err := f.st.ReadBefore(ctx, partition, below, readBatch)
 		if err != nil {
-			return nil, 0, fmt.Errorf("read %s after %d: %w", partition, lo, err)
+			return nil, store.Head{}, fmt.Errorf("read %s below %d: %w", partition, below, err)
 		}
-		entries = slices.DeleteFunc(entries, func(e store.Entry) bool { return e.Seq > head.Seq })
+		for _, e := range page {
+			if !settled {
+				for n := below - 1; n > e.Seq && n > stop; n-- {
+					missing = append(missing, n)
+				}
+				if e.Seq <= stop || f.stale(firstSeen, &e, head) {
+					settled, stop = true, max(stop, e.Seq)
+				}
+			}
+			below = e.Seq
+			got = append(got, e)
+			if deliverable(e) {
+				messages++
+			}
+			if settled && messages >= f.opts.ReplayCount {
+				break
+			}
+		}
+		if len(page) < readBatch {
+			if !settled {
+				for n := below - 1; n > stop; n-- {
+					missing = append(missing, n)
+				}
+				settled = true
+			}
+			break
+		}
+	}
+	slices.Reverse(got)
+	slices.Reverse(missing)
+	got, err = f.closeMissing(ctx, partition, head, got, missing, firstSeen)
+	if err != nil {
+		return nil, store.Head{}, err
+	}
+	return slices.DeleteFunc(got, func(e store.Entry) bool { return !deliverable(e) }), head, nil
+}
+
+// closeMissing waits for the missing numbers (ascending) until each is
+// written or may be closed, closes them, and returns got (ascending) with
+// what they turned out to hold.
+func (f *Follower) closeMissing(ctx context.Context, partition string, head store.Head, got []store.Entry, missing []uint64, firstSeen time.Time) ([]store.Entry, error) {
+	for len(missing) > 0 {
 		now := f.opts.Now()
-		waiting := false
-		next := len(entries) // index of the first entry above the number checked
-		for seq := head.Seq; seq > lo; seq-- {
-			for next > 0 && entries[next-1].Seq >= seq {
-				next--
-			}
-			if next < len(entries) && entries[next].Seq == seq {
-				continue
-			}
+		waited := now.Sub(firstSeen) >= f.opts.HoleTimeout
+		var still []uint64
+		for _, seq := range missing {
+			i, _ := slices.BinarySearchFunc(got, seq, func(e store.Entry, s uint64) int { return cmpSeq(e.Seq, s) })
 			var above *store.Entry
-			if next < len(entries) {
-				above = &entries[next]
+			if i < len(got) {
+				above = &got[i]
 			}
-			if !f.stale(now, above, head) && now.Sub(firstSeen) < f.opts.HoleTimeout {
-				waiting = true
+			if !waited && !f.stale(now, above, head) {
+				still = append(still, seq)
 				continue
 			}
 			e, err := f.st.Tombstone(ctx, partition, seq)
 			if err != nil {
-				return nil, 0, fmt.Errorf("close hole %s/%d: %w", partition, seq, err)
+				return nil, fmt.Errorf("close hole %s/%d: %w", partition, seq, err)
 			}
-			entries = slices.Insert(entries, next, e)
+			e.Seq = seq // a floor answer settles this number all the same
+			got = slices.Insert(got, i, e)
 		}
-		if !waiting {
-			var msgs []message.Message
-			for _, e := range entries {
-				if !e.Tombstone && !e.Expired {
-					msgs = append(msgs, e.Message)
-				}
+		missing = still
+		if len(missing) == 0 {
+			break
+		}
+		if err := f.sleep(ctx, partition, missing[0], settlePoll); err != nil {
+			return nil, err
+		}
+		// Re-read the unsettled range: writers arrive meanwhile.
+		lo := missing[0] - 1
+		fresh, err := f.st.Read(ctx, partition, lo, int(missing[len(missing)-1]-lo))
+		if err != nil {
+			return nil, fmt.Errorf("read %s after %d: %w", partition, lo, err)
+		}
+		for _, e := range fresh {
+			if j, found := slices.BinarySearch(missing, e.Seq); found {
+				missing = slices.Delete(missing, j, j+1)
+				i, _ := slices.BinarySearchFunc(got, e.Seq, func(g store.Entry, s uint64) int { return cmpSeq(g.Seq, s) })
+				got = slices.Insert(got, i, e)
 			}
-			return msgs, head.Seq, nil
-		}
-		if err := f.sleep(ctx, partition, settlePoll); err != nil {
-			return nil, 0, err
 		}
 	}
+	return got, nil
 }
+
+func cmpSeq(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func deliverable(e store.Entry) bool { return !e.Tombstone && !e.Expired }
 
 // stale reports whether a missing number cannot belong to a writer in flight:
 // the entry written above it, or the last number taken, is older than any
-// writer stays in flight.
+// writer stays in flight (store.StaleAge).
 func (f *Follower) stale(now time.Time, above *store.Entry, head store.Head) bool {
-	limit := now.Add(-staleAge).UnixMilli()
+	limit := now.Add(-store.StaleAge).UnixMilli()
 	if above != nil {
 		return above.Message.Timestamp != 0 && above.Message.Timestamp < limit
 	}
 	return head.TakenAt.UnixMilli() < limit
 }
 
-func (f *Follower) sleep(ctx context.Context, partition string, d time.Duration) error {
-	var changed <-chan struct{}
+func (f *Follower) sleep(ctx context.Context, partition string, hole uint64, d time.Duration) error {
+	var filled <-chan struct{}
 	if f.notifier != nil {
-		changed = f.notifier.Changed(partition)
+		filled = f.notifier.Filled(partition, hole)
 	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-changed:
+	case <-filled:
 	case <-t.C:
 	}
 	return nil
@@ -351,11 +465,7 @@ func (f *Follower) Poll(ctx context.Context) ([]Delivery, error) {
 	pos := start
 	for _, m := range merged {
 		pos[m.part] = seqs[m.part][m.index]
-		c := cursor.Cursor{Epoch: f.epoch, Broadcast: pos[len(pos)-1]}
-		if f.session {
-			c.Session = pos[0]
-		}
-		out = append(out, Delivery{Message: m.msg, Cursor: c})
+		out = append(out, Delivery{Message: m.msg, Cursor: f.cursorAt(pos)})
 	}
 	return out, errors.Join(errs...)
 }
@@ -368,17 +478,15 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 	if err != nil {
 		return nil, nil, fmt.Errorf("read %s after %d: %w", p.name, p.pos, err)
 	}
-	p.more = len(entries) == readBatch
 	p.wakeAt = time.Time{}
 	msgs := make([]message.Message, 0, len(entries))
 	seqs := make([]uint64, 0, len(entries))
 	take := func(e store.Entry) {
-		if !e.Tombstone && !e.Expired {
+		if deliverable(e) {
 			msgs = append(msgs, e.Message)
 			seqs = append(seqs, e.Seq)
 		}
-		p.pos = e.Seq
-		p.hole = 0
+		p.pos = max(p.pos, e.Seq)
 	}
 	i := 0
 	for i < len(entries) {
@@ -392,10 +500,15 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 			i++
 			continue
 		}
-		// A hole at pos+1, with e written above it.
+		// A gap pos+1..e.Seq-1 below e. Numbers at or below the floor
+		// cannot be written any more: pass them without a write.
+		if p.pos < p.floor {
+			p.pos = min(p.floor, e.Seq-1)
+			continue
+		}
 		now := f.opts.Now()
-		if p.hole != p.pos+1 {
-			p.hole, p.holeSince = p.pos+1, now
+		if p.holeTop < p.pos+1 {
+			p.holeTop, p.holeSince = e.Seq-1, now // a new gap
 		}
 		deadline := p.holeSince.Add(f.opts.HoleTimeout)
 		if f.stale(now, &e, store.Head{}) {
@@ -405,12 +518,21 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 			p.wakeAt = deadline
 			break
 		}
-		closed, err := f.st.Tombstone(ctx, p.name, p.hole)
-		if err != nil {
-			return msgs, seqs, fmt.Errorf("close hole %s/%d: %w", p.name, p.hole, err)
+		// The wait is over for the whole gap seen then: close it in one go.
+		for p.pos+1 < e.Seq {
+			closed, err := f.st.Tombstone(ctx, p.name, p.pos+1)
+			if err != nil {
+				return msgs, seqs, fmt.Errorf("close hole %s/%d: %w", p.name, p.pos+1, err)
+			}
+			if closed.Seq < p.pos+1 {
+				closed.Seq = p.pos + 1
+			}
+			take(closed)
 		}
-		take(closed)
 	}
+	// A full batch means more is waiting, unless a hole stopped it: then the
+	// hole's deadline or its filling wakes the stream, not a busy loop.
+	p.more = len(entries) == readBatch && p.wakeAt.IsZero()
 	return msgs, seqs, nil
 }
 
@@ -421,11 +543,14 @@ func (f *Follower) Next() Wake {
 		// Notified stores need no polling; the interval only bounds a
 		// missed wake-up.
 		w.After = max(f.opts.PollInterval, time.Second)
-		for i, p := range f.parts {
-			w.C[i] = p.changed
-		}
 	}
-	for _, p := range f.parts {
+	for i, p := range f.parts {
+		if f.notifier != nil {
+			w.C[i] = p.changed
+			if !p.wakeAt.IsZero() {
+				w.C[i] = f.notifier.Filled(p.name, p.pos+1)
+			}
+		}
 		if p.more {
 			w.After = 0
 		}

@@ -146,7 +146,7 @@ func (f *floorServer) publish(w http.ResponseWriter, r *http.Request) {
 func (f *floorServer) stream(w http.ResponseWriter, r *http.Request) {
 	session := r.URL.Query().Get("sessionId")
 	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
+	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)

@@ -21,10 +21,12 @@ var iamActions = map[string][]string{
 	"Ping":     {"dynamodb:GetItem"},
 	// Idempotency lookup, sequence number, the message (PutItem, or a
 	// TransactWriteItems of two Puts), and the tombstone that closes its
-	// own number when a concurrent first attempt with the same key won.
+	// own number when a concurrent first attempt with the same key won or
+	// when the write's outcome has to be settled.
 	"Append":           {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
 	"Head":             {"dynamodb:GetItem"},
 	"Read":             {"dynamodb:Query"},
+	"ReadBefore":       {"dynamodb:Query"},
 	"Tombstone":        {"dynamodb:PutItem"},
 	"IncrementCounter": {"dynamodb:UpdateItem"},
 	"PutLease":         {"dynamodb:PutItem"},

@@ -82,7 +82,7 @@ func TestIAMActionsMatchCalls(t *testing.T) {
 	var other *Store
 	var raceOnce sync.Once
 	var raceErr error
-	s, err := New(ctx, api, table, Options{BeforeWrite: func(partition string, seq uint64) {
+	s, err := New(ctx, api, table, store.Options{BeforeWrite: func(partition string, seq uint64) {
 		if partition != store.Partition("race") {
 			return
 		}
@@ -96,7 +96,7 @@ func TestIAMActionsMatchCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	note(OpenMethod)
-	if other, err = New(ctx, client, table, Options{}); err != nil {
+	if other, err = New(ctx, client, table, store.Options{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -126,8 +126,9 @@ func TestIAMActionsMatchCalls(t *testing.T) {
 				t.Errorf("losing first attempt = %+v, want the winner's result", r)
 			}
 		},
-		"Head": func() { _, err := s.Head(ctx, store.Partition("a")); must(err) },
-		"Read": func() { _, err := s.Read(ctx, store.Partition("a"), 0, 10); must(err) },
+		"Head":       func() { _, err := s.Head(ctx, store.Partition("a")); must(err) },
+		"Read":       func() { _, err := s.Read(ctx, store.Partition("a"), 0, 10); must(err) },
+		"ReadBefore": func() { _, err := s.ReadBefore(ctx, store.Partition("a"), 10, 10); must(err) },
 		"Tombstone": func() {
 			_, err := s.Tombstone(ctx, store.Partition("a"), 99) // free slot
 			must(err)

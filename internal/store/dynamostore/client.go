@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/webhook-relay/webhook-relay/internal/store"
 )
 
 // NewClient builds a DynamoDB client from the SDK's default chain. With an
@@ -41,7 +43,7 @@ func NewClient(ctx context.Context, endpoint string) (*dynamodb.Client, error) {
 // Open connects to DynamoDB (at endpoint, when given) and opens the store
 // on table. With create, a missing table is created first (local use; on
 // AWS the template owns the table).
-func Open(ctx context.Context, endpoint, table string, create bool, opts Options) (*Store, error) {
+func Open(ctx context.Context, endpoint, table string, create bool, opts store.Options) (*Store, error) {
 	client, err := NewClient(ctx, endpoint)
 	if err != nil {
 		return nil, err

@@ -3,7 +3,8 @@
 //
 // Items:
 //
-//	pk=<partition>       sk=#head                 head, takenAt      sequence counter
+//	pk=<partition>       sk=#head                 head, takenAt,     sequence counter
+//	                                              floor, tok
 //	pk=<partition>       sk=<20-digit seq>        kind m|t, ...      message or tombstone
 //	pk=idem#<key>        sk=idem                  the first result   idempotency record
 //	pk=count#<key>       sk=count                 n                  rate-limit counter
@@ -13,8 +14,11 @@ package dynamostore
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -40,13 +44,6 @@ type API interface {
 	TransactWriteItems(ctx context.Context, in *dynamodb.TransactWriteItemsInput, opts ...func(*dynamodb.Options)) (*dynamodb.TransactWriteItemsOutput, error)
 }
 
-// Options configure a Store.
-type Options struct {
-	TTL         time.Duration    // message retention; default 24h
-	Now         func() time.Time // clock; default time.Now
-	BeforeWrite store.AppendHook // test seam between taking a number and writing
-}
-
 // Store is safe for concurrent use.
 type Store struct {
 	db          API
@@ -65,13 +62,8 @@ const (
 )
 
 // New opens the store on an existing table, creating its epoch on first use.
-func New(ctx context.Context, db API, table string, opts Options) (*Store, error) {
-	if opts.TTL <= 0 {
-		opts.TTL = 24 * time.Hour
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+func New(ctx context.Context, db API, table string, opts store.Options) (*Store, error) {
+	opts = opts.WithDefaults()
 	s := &Store{db: db, table: aws.String(table), ttl: opts.TTL, now: opts.Now, beforeWrite: opts.BeforeWrite}
 	epoch, err := s.loadEpoch(ctx)
 	if err != nil {
@@ -117,6 +109,13 @@ func (s *Store) Ping(ctx context.Context) error {
 // idempotency key is checked before a number is taken, so a retry leaves no
 // hole; the record is written in the same transaction as the message, so
 // concurrent first attempts store one message.
+//
+// DynamoDB can apply a write and lose the reply; the SDK then retries, and
+// the retry fails its condition on our own item. Both puts therefore ask for
+// the item they collided with, and our own message counts as success. Any
+// other failure after the number was taken is settled by closing that
+// number ourselves (resolve), so the answer is always the truth: stored,
+// not stored, or (store unreachable throughout) ErrUnknownOutcome.
 func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string) (store.AppendResult, error) {
 	if idemKey != "" {
 		if r, ok, err := s.lookupIdem(ctx, idemKey); err != nil || ok {
@@ -126,25 +125,59 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 	partition := store.Partition(msg.SessionID)
 	seq, err := s.takeNumber(ctx, partition)
 	if err != nil {
-		return store.AppendResult{}, err
+		return store.AppendResult{}, err // no number, nothing written
 	}
 	if s.beforeWrite != nil {
 		s.beforeWrite(partition, seq)
 	}
-	now := s.now()
-	item := s.messageItem(partition, seq, msg, now)
-	notExists := aws.String("attribute_not_exists(pk)")
+	item := s.messageItem(partition, seq, msg, s.now())
 	if idemKey == "" {
-		_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item, ConditionExpression: notExists})
-		if isConditionFailed(err) {
-			return store.AppendResult{}, store.ErrHoleClosed
+		err = s.put(ctx, partition, seq, msg, item)
+	} else {
+		var r store.AppendResult
+		var won bool
+		r, won, err = s.putWithKey(ctx, partition, seq, msg, item, idemKey)
+		if won {
+			return r, err
 		}
-		if err != nil {
-			return store.AppendResult{}, wrap(err, "put message %s/%d", partition, seq)
-		}
-		return store.AppendResult{Message: msg, Seq: seq}, nil
 	}
+	switch {
+	case err == nil:
+		return store.AppendResult{Message: msg, Seq: seq}, nil
+	case errors.Is(err, store.ErrHoleClosed):
+		return store.AppendResult{}, err
+	}
+	return s.resolve(ctx, partition, seq, msg, err)
+}
 
+// put writes the message item unless its slot is taken.
+func (s *Store) put(ctx context.Context, partition string, seq uint64, msg message.Message, item map[string]types.AttributeValue) error {
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: s.table, Item: item,
+		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	})
+	var failed *types.ConditionalCheckFailedException
+	if errors.As(err, &failed) {
+		return s.collided(failed.Item, msg)
+	}
+	return wrap(err, "put message %s/%d", partition, seq)
+}
+
+// collided tells what a conditional put of msg found in its slot: msg
+// itself (an earlier attempt of ours was applied), or a reader's tombstone.
+func (s *Store) collided(old map[string]types.AttributeValue, msg message.Message) error {
+	if old != nil && strAttr(old, "kind") == "m" && strAttr(old, "messageId") == msg.ID {
+		return nil
+	}
+	return store.ErrHoleClosed
+}
+
+// putWithKey writes the message and its idempotency record in one
+// transaction. won is set when a concurrent first attempt with the same key
+// stored its message first: r is then that attempt's result.
+func (s *Store) putWithKey(ctx context.Context, partition string, seq uint64, msg message.Message, item map[string]types.AttributeValue, idemKey string) (r store.AppendResult, won bool, err error) {
+	now := s.now()
 	rec := keyOf("idem#"+idemKey, "idem")
 	for k, v := range item {
 		if k != "pk" && k != "sk" && k != "kind" {
@@ -152,9 +185,13 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 		}
 	}
 	rec["partition"] = str(partition)
-	rec[TTLAttribute] = num(now.Add(max(s.ttl, store.IdempotencyRetention)).Unix())
+	rec[TTLAttribute] = num(expirySeconds(now.Add(max(s.ttl, store.IdempotencyRetention))))
 	in := &dynamodb.TransactWriteItemsInput{TransactItems: []types.TransactWriteItem{
-		{Put: &types.Put{TableName: s.table, Item: item, ConditionExpression: notExists}},
+		{Put: &types.Put{
+			TableName: s.table, Item: item,
+			ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
+			ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+		}},
 		{Put: &types.Put{
 			TableName: s.table, Item: rec,
 			// An expired record that DynamoDB has not deleted yet is free.
@@ -166,57 +203,146 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 	for attempt := 0; ; attempt++ {
 		_, err := s.db.TransactWriteItems(ctx, in)
 		if err == nil {
-			return store.AppendResult{Message: msg, Seq: seq}, nil
+			return store.AppendResult{}, false, nil
 		}
 		var canceled *types.TransactionCanceledException
 		if !errors.As(err, &canceled) {
-			return store.AppendResult{}, wrap(err, "write message %s/%d with idempotency key", partition, seq)
+			return store.AppendResult{}, false, wrap(err, "write message %s/%d with idempotency key", partition, seq)
 		}
 		reasons := canceled.CancellationReasons
-		if len(reasons) > 0 && aws.ToString(reasons[0].Code) == "ConditionalCheckFailed" {
-			return store.AppendResult{}, store.ErrHoleClosed
+		if len(reasons) == 2 && aws.ToString(reasons[0].Code) == "ConditionalCheckFailed" {
+			return store.AppendResult{}, false, s.collided(reasons[0].Item, msg)
 		}
-		conflict := false
-		for _, r := range reasons {
-			conflict = conflict || aws.ToString(r.Code) == "TransactionConflict"
-		}
-		// If a concurrent first attempt with the same key won, answer as it
-		// did, and close our number at once so readers need not wait for it.
-		if r, ok, lerr := s.lookupIdem(ctx, idemKey); lerr == nil && ok {
-			if _, terr := s.Tombstone(ctx, partition, seq); terr != nil {
-				return store.AppendResult{}, terr
+		if len(reasons) == 2 && aws.ToString(reasons[1].Code) == "ConditionalCheckFailed" {
+			// A concurrent first attempt with the same key won: answer as it
+			// did, and close our number at once so readers need not wait.
+			r, ok, lerr := s.lookupIdem(ctx, idemKey)
+			if lerr != nil {
+				return store.AppendResult{}, false, lerr
 			}
-			return r, nil
+			if ok {
+				if _, terr := s.Tombstone(ctx, partition, seq); terr != nil {
+					return store.AppendResult{}, false, terr
+				}
+				return r, true, nil
+			}
 		}
-		if !conflict {
-			return store.AppendResult{}, fmt.Errorf("write message %s/%d: transaction canceled: %w", partition, seq, err)
-		}
-		if attempt >= 5 {
-			return store.AppendResult{}, wrap(err, "write message %s/%d: transaction conflict persisted", partition, seq)
+		conflict := slices.ContainsFunc(reasons, func(r types.CancellationReason) bool {
+			return aws.ToString(r.Code) == "TransactionConflict"
+		})
+		if !conflict || attempt >= 5 {
+			// Throttling among the reasons, or a conflict that persisted:
+			// nothing of this transaction was applied.
+			return store.AppendResult{}, false, wrap(err, "write message %s/%d with idempotency key", partition, seq)
 		}
 		select {
 		case <-ctx.Done():
-			return store.AppendResult{}, store.Unavailable(ctx.Err())
+			return store.AppendResult{}, false, store.Unavailable(ctx.Err())
 		case <-time.After(backoff):
 		}
 		backoff *= 2
 	}
 }
 
-func (s *Store) takeNumber(ctx context.Context, partition string) (uint64, error) {
-	out, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:        s.table,
-		Key:              keyOf(partition, headKey),
-		UpdateExpression: aws.String("ADD head :one SET takenAt = :now"),
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":one": num(1), ":now": num(s.now().UnixMilli()),
-		},
-		ReturnValues: types.ReturnValueUpdatedNew,
-	})
-	if err != nil {
-		return 0, wrap(err, "take sequence number in %s", partition)
+// resolveTimeout bounds how long an append tries to learn its own outcome
+// after its write failed; it runs past the request's own deadline (ingest's
+// MaxWriteTime), within StaleAge.
+const resolveTimeout = store.MaxWriteTime / 2
+
+// resolve settles the outcome of a write that failed with cause, which may
+// have been applied all the same (a 500, a lost reply, a timeout; or a
+// throttled retry of an attempt that was applied): it closes its own number
+// with a conditional tombstone, which either finds the message (stored) or
+// makes sure it never will be (not stored).
+func (s *Store) resolve(ctx context.Context, partition string, seq uint64, msg message.Message, cause error) (store.AppendResult, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout)
+	defer cancel()
+	for backoff := 25 * time.Millisecond; ; backoff = min(2*backoff, time.Second) {
+		e, err := s.Tombstone(ctx, partition, seq)
+		if err == nil {
+			if !e.Tombstone && e.Message.ID == msg.ID {
+				return store.AppendResult{Message: msg, Seq: seq}, nil
+			}
+			return store.AppendResult{}, store.Unavailable(cause)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return store.AppendResult{}, fmt.Errorf("%w (%s/%d): %w", store.ErrUnknownOutcome, partition, seq, cause)
+		case <-t.C:
+		}
 	}
-	return uint64(numAttr(out.Attributes, "head")), nil
+}
+
+// takeNumber takes the partition's next sequence number. Each call carries
+// a token: an SDK retry of an update that was applied but whose reply was
+// lost fails its condition on that token and reads the number it took,
+// instead of taking a second one (a hole every reader would wait for).
+//
+// It also keeps the partition's floor: the first number taken after the
+// partition was quiet for StaleAge records the head before it, since no
+// writer of those numbers can still be in flight. A fresh stream settles
+// down to the floor at most.
+func (s *Store) takeNumber(ctx context.Context, partition string) (uint64, error) {
+	now := s.now()
+	tok := randomToken()
+	vals := func(extra ...string) map[string]types.AttributeValue {
+		v := map[string]types.AttributeValue{
+			":one": num(1), ":now": num(now.UnixMilli()), ":tok": str(tok),
+			":limit": num(now.Add(-store.StaleAge).UnixMilli()),
+		}
+		if len(extra) > 0 {
+			v[":zero"] = num(0)
+		}
+		return v
+	}
+	notOurs := "(attribute_not_exists(tok) OR tok <> :tok)"
+	busy := &dynamodb.UpdateItemInput{
+		TableName:                           s.table,
+		Key:                                 keyOf(partition, headKey),
+		UpdateExpression:                    aws.String("ADD head :one SET takenAt = :now, tok = :tok"),
+		ConditionExpression:                 aws.String("takenAt >= :limit AND " + notOurs),
+		ExpressionAttributeValues:           vals(),
+		ReturnValues:                        types.ReturnValueUpdatedNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+	quiet := &dynamodb.UpdateItemInput{
+		TableName:                           s.table,
+		Key:                                 keyOf(partition, headKey),
+		UpdateExpression:                    aws.String("ADD head :one SET floor = if_not_exists(head, :zero), takenAt = :now, tok = :tok"),
+		ConditionExpression:                 aws.String("(attribute_not_exists(takenAt) OR takenAt < :limit) AND " + notOurs),
+		ExpressionAttributeValues:           vals(":zero"),
+		ReturnValues:                        types.ReturnValueUpdatedNew,
+		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
+	}
+	in := busy
+	for range 4 {
+		out, err := s.db.UpdateItem(ctx, in)
+		if err == nil {
+			return uint64(numAttr(out.Attributes, "head")), nil
+		}
+		var failed *types.ConditionalCheckFailedException
+		if !errors.As(err, &failed) {
+			return 0, wrap(err, "take sequence number in %s", partition)
+		}
+		if strAttr(failed.Item, "tok") == tok {
+			return uint64(numAttr(failed.Item, "head")), nil // our own, applied before
+		}
+		// The partition turned quiet or busy since we looked: the other form.
+		if in == busy {
+			in = quiet
+		} else {
+			in = busy
+		}
+	}
+	return 0, store.Unavailable(fmt.Errorf("take sequence number in %s: the partition kept changing between quiet and busy", partition))
+}
+
+func randomToken() string {
+	var b [9]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func (s *Store) lookupIdem(ctx context.Context, key string) (store.AppendResult, bool, error) {
@@ -241,8 +367,19 @@ func (s *Store) messageItem(partition string, seq uint64, msg message.Message, n
 	if msg.SessionID != "" {
 		item["sessionId"] = str(msg.SessionID)
 	}
-	item[TTLAttribute] = num(now.Add(s.ttl).Unix())
+	item[TTLAttribute] = num(expirySeconds(now.Add(s.ttl)))
 	return item
+}
+
+// expirySeconds is the TTL attribute for t: whole seconds rounded up, so
+// that an item is never expired early (a short retention would otherwise
+// lose up to a second of it).
+func expirySeconds(t time.Time) int64 {
+	sec := t.Unix()
+	if t.Nanosecond() > 0 {
+		sec++
+	}
+	return sec
 }
 
 // Head returns partition's sequence counter.
@@ -254,28 +391,58 @@ func (s *Store) Head(ctx context.Context, partition string) (store.Head, error) 
 	if out.Item == nil {
 		return store.Head{}, nil
 	}
-	return store.Head{Seq: uint64(numAttr(out.Item, "head")), TakenAt: time.UnixMilli(numAttr(out.Item, "takenAt"))}, nil
+	return store.Head{
+		Seq:     uint64(numAttr(out.Item, "head")),
+		TakenAt: time.UnixMilli(numAttr(out.Item, "takenAt")),
+		Floor:   uint64(numAttr(out.Item, "floor")),
+	}, nil
 }
 
 // Read returns up to limit entries of partition numbered above after, in
-// order, with one strongly consistent Query. Expired entries are flagged,
-// never delivered: DynamoDB deletes them late.
+// order, with strongly consistent Queries: as many 1 MB pages as it takes.
+// Expired entries are flagged, never delivered: DynamoDB deletes them late.
 func (s *Store) Read(ctx context.Context, partition string, after uint64, limit int) ([]store.Entry, error) {
-	out, err := s.db.Query(ctx, &dynamodb.QueryInput{
+	entries, err := s.query(ctx, partition, seqKey(after+1), maxSK, true, limit)
+	return entries, wrap(err, "query %s after %d", partition, after)
+}
+
+// ReadBefore returns up to limit entries numbered below before, highest
+// first.
+func (s *Store) ReadBefore(ctx context.Context, partition string, before uint64, limit int) ([]store.Entry, error) {
+	if before <= 1 {
+		return nil, nil
+	}
+	entries, err := s.query(ctx, partition, seqKey(1), seqKey(before-1), false, limit)
+	return entries, wrap(err, "query %s before %d", partition, before)
+}
+
+func (s *Store) query(ctx context.Context, partition, from, to string, forward bool, limit int) ([]store.Entry, error) {
+	in := &dynamodb.QueryInput{
 		TableName:              s.table,
 		KeyConditionExpression: aws.String("pk = :pk AND sk BETWEEN :from AND :to"),
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(partition), ":from": str(seqKey(after + 1)), ":to": str(maxSK),
+			":pk": str(partition), ":from": str(from), ":to": str(to),
 		},
-		ConsistentRead: aws.Bool(true),
-		Limit:          aws.Int32(int32(min(limit, 1000))),
-	})
-	if err != nil {
-		return nil, wrap(err, "query %s after %d", partition, after)
+		ConsistentRead:   aws.Bool(true),
+		ScanIndexForward: aws.Bool(forward),
 	}
-	entries := make([]store.Entry, 0, len(out.Items))
-	for _, it := range out.Items {
-		entries = append(entries, s.entryOf(it))
+	var entries []store.Entry
+	for len(entries) < limit {
+		in.Limit = aws.Int32(int32(min(limit-len(entries), 1000)))
+		out, err := s.db.Query(ctx, in)
+		if err != nil {
+			return entries, err
+		}
+		if entries == nil {
+			entries = make([]store.Entry, 0, len(out.Items))
+		}
+		for _, it := range out.Items {
+			entries = append(entries, s.entryOf(it))
+		}
+		if len(out.LastEvaluatedKey) == 0 {
+			break
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
 	}
 	return entries, nil
 }
@@ -288,7 +455,7 @@ func (s *Store) Tombstone(ctx context.Context, partition string, seq uint64) (st
 	item["kind"] = str("t")
 	item["seq"] = num(int64(seq))
 	item["timestamp"] = num(now.UnixMilli())
-	item[TTLAttribute] = num(now.Add(s.ttl).Unix())
+	item[TTLAttribute] = num(expirySeconds(now.Add(s.ttl)))
 	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: s.table, Item: item,
 		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),

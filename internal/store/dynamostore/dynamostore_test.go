@@ -2,6 +2,7 @@ package dynamostore_test
 
 import (
 	"context"
+	"github.com/webhook-relay/webhook-relay/internal/store"
 	"testing"
 
 	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
@@ -26,11 +27,11 @@ func TestCreateTableIdempotent(t *testing.T) {
 			t.Fatalf("CreateTable #%d: %v", i+1, err)
 		}
 	}
-	s1, err := dynamostore.New(ctx, client, table, dynamostore.Options{})
+	s1, err := dynamostore.New(ctx, client, table, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s2, err := dynamostore.New(ctx, client, table, dynamostore.Options{})
+	s2, err := dynamostore.New(ctx, client, table, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

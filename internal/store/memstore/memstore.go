@@ -1,23 +1,22 @@
 // Package memstore is the embedded, in-memory message store: the default for
 // local runs and the reference the DynamoDB store is held to. It wakes
-// waiting readers the moment a message is appended.
+// waiting readers the moment a message is appended, and sweeps what expired
+// so that memory follows what is retained, not what was ever sent.
 package memstore
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/message"
 	"github.com/webhook-relay/webhook-relay/internal/store"
+	"github.com/webhook-relay/webhook-relay/internal/tail"
 )
 
-// Options configure a Store. The zero value is usable.
-type Options struct {
-	TTL         time.Duration    // message retention; default 24h
-	Now         func() time.Time // clock; default time.Now
-	BeforeWrite store.AppendHook // test seam between taking a number and writing
-}
+// Readers rely on the instant wake-up: without it they would poll.
+var _ tail.Notifier = (*Store)(nil)
 
 // Store keeps everything in process memory. It is safe for concurrent use.
 type Store struct {
@@ -30,16 +29,23 @@ type Store struct {
 	partitions map[string]*partition
 	idem       map[string]idemRecord
 	counters   map[string]counter
-	nextPurge  time.Time // of expired counters
 	leases     map[string]time.Time
+	nextSweep  time.Time
+	closed     chan struct{} // already closed: the answer for a settled slot
+	// minBase is the highest head of any partition the sweeper dropped:
+	// a partition made again starts above it, so a number is never reused
+	// for another message while a reader may hold a cursor past it.
+	minBase uint64
 }
 
 type partition struct {
 	head    uint64
 	takenAt time.Time
-	base    uint64  // slots <= base have been purged after expiry
+	base    uint64  // slots <= base are settled history: purged, or from before this partition existed
+	purged  bool    // base was raised by expiry (history was lost), not at creation
 	slots   []*slot // slots[i] is sequence number base+1+i; nil while in flight
 	changed chan struct{}
+	filled  map[uint64]chan struct{} // readers waiting on a hole, by number
 }
 
 type slot struct {
@@ -58,13 +64,8 @@ type counter struct {
 }
 
 // New returns an empty store whose epoch is its start time.
-func New(opts Options) *Store {
-	if opts.TTL <= 0 {
-		opts.TTL = 24 * time.Hour
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+func New(opts store.Options) *Store {
+	opts = opts.WithDefaults()
 	return &Store{
 		ttl:         opts.TTL,
 		now:         opts.Now,
@@ -74,7 +75,14 @@ func New(opts Options) *Store {
 		idem:        make(map[string]idemRecord),
 		counters:    make(map[string]counter),
 		leases:      make(map[string]time.Time),
+		closed:      closedChan(),
 	}
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // Epoch identifies this store's numbering: a restart starts a new one, so
@@ -84,10 +92,11 @@ func (s *Store) Epoch(ctx context.Context) (int64, error) { return s.epoch, ctx.
 // Ping always succeeds: the store is in process.
 func (s *Store) Ping(ctx context.Context) error { return ctx.Err() }
 
+// part returns partition name, creating it. Callers hold s.mu for writing.
 func (s *Store) part(name string) *partition {
 	p := s.partitions[name]
 	if p == nil {
-		p = &partition{changed: make(chan struct{})}
+		p = &partition{head: s.minBase, base: s.minBase, changed: make(chan struct{})}
 		s.partitions[name] = p
 	}
 	return p
@@ -103,6 +112,7 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 	name := store.Partition(msg.SessionID)
 
 	s.mu.Lock()
+	s.maybeSweep()
 	if r, ok := s.lookupIdem(idemKey); ok {
 		s.mu.Unlock()
 		return r, nil
@@ -142,7 +152,7 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 	if idemKey != "" {
 		s.idem[idemKey] = idemRecord{result: store.AppendResult{Message: msg, Seq: seq, Replayed: true}, expiresAt: s.now().Add(max(s.ttl, store.IdempotencyRetention))}
 	}
-	s.purge(p)
+	p.purge(s.now(), s.ttl)
 	s.wake(p)
 	return res, nil
 }
@@ -174,25 +184,114 @@ func (p *partition) put(seq uint64, sl *slot) {
 		p.slots = append(p.slots, nil)
 	}
 	p.slots[seq-p.base-1] = sl
+	if c, ok := p.filled[seq]; ok {
+		close(c)
+		delete(p.filled, seq)
+	}
 }
 
-// purge drops expired slots from the front, as DynamoDB's TTL would.
-func (s *Store) purge(p *partition) {
-	now := s.now()
-	n := 0
-	for n < len(p.slots) && p.slots[n] != nil && !now.Before(p.slots[n].expiresAt) {
-		n++
+// release wakes every reader waiting on a hole at or below seq.
+func (p *partition) release(seq uint64) {
+	for n, c := range p.filled {
+		if n <= seq {
+			close(c)
+			delete(p.filled, n)
+		}
 	}
-	if n > 0 {
-		clear(p.slots[:n])
-		p.slots = p.slots[n:]
-		p.base += uint64(n)
+}
+
+// purge drops expired slots from the front, as DynamoDB's TTL would. An
+// empty slot goes with them once a later slot expired, or once the last
+// number was taken a retention ago: its writer gave up long before.
+func (p *partition) purge(now time.Time, ttl time.Duration) {
+	n := 0 // p.slots[:n] go
+	for i, sl := range p.slots {
+		if sl == nil {
+			continue
+		}
+		if now.Before(sl.expiresAt) {
+			break
+		}
+		n = i + 1
 	}
+	if n < len(p.slots) && now.Sub(p.takenAt) >= ttl && !slices.ContainsFunc(p.slots[n:], func(sl *slot) bool { return sl != nil }) {
+		n = len(p.slots)
+	}
+	if n == 0 {
+		return
+	}
+	clear(p.slots[:n])
+	switch rest := p.slots[n:]; {
+	case len(rest) == 0:
+		p.slots = nil // a quiet partition keeps no array
+	case cap(rest) > 2*len(rest)+64:
+		p.slots = slices.Clone(rest)
+	default:
+		p.slots = rest
+	}
+	p.base += uint64(n)
+	p.purged = true
+	p.release(p.base)
 }
 
 func (s *Store) wake(p *partition) {
 	close(p.changed)
 	p.changed = make(chan struct{})
+}
+
+// sweepEvery paces the sweeper: often enough that memory follows the
+// retention, rarely enough that its pass over every key costs nothing.
+const sweepEvery = time.Minute
+
+// maybeSweep runs Sweep when it is due. Callers hold s.mu for writing.
+func (s *Store) maybeSweep() {
+	now := s.now()
+	if now.Before(s.nextSweep) {
+		return
+	}
+	s.nextSweep = now.Add(min(sweepEvery, s.ttl/2))
+	s.sweep(now)
+}
+
+// Sweep forgets what expired: messages and tombstones of every partition,
+// partitions left with nothing (and those only readers ever asked for),
+// idempotency records, counters and leases. Appends and stream opens run it
+// by themselves every minute at most.
+func (s *Store) Sweep() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(s.now())
+}
+
+func (s *Store) sweep(now time.Time) {
+	for name, p := range s.partitions {
+		p.purge(now, s.ttl)
+		if len(p.slots) > 0 || (p.head > p.base && now.Sub(p.takenAt) < s.ttl) {
+			continue
+		}
+		// Nothing retained and no writer can come back: drop it. Waiting
+		// readers wake, find nothing, and ask for a fresh channel, which
+		// makes the partition again above every number it ever had.
+		s.minBase = max(s.minBase, p.head)
+		close(p.changed)
+		p.release(p.head)
+		delete(s.partitions, name)
+	}
+	for k, r := range s.idem {
+		if !now.Before(r.expiresAt) {
+			delete(s.idem, k)
+		}
+	}
+	for k, c := range s.counters {
+		if !now.Before(c.expiresAt) {
+			delete(s.counters, k)
+		}
+	}
+	for id, exp := range s.leases {
+		if !now.Before(exp) {
+			delete(s.leases, id)
+		}
+	}
 }
 
 // Changed returns a channel that is closed at the next write to partition.
@@ -206,7 +305,28 @@ func (s *Store) Changed(partition string) <-chan struct{} {
 	s.mu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.maybeSweep()
 	return s.part(partition).changed
+}
+
+// Filled returns a channel closed once slot seq of partition is written or
+// tombstoned (at once when it is).
+func (s *Store) Filled(partition string, seq uint64) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.part(partition)
+	if seq <= p.base || p.get(seq) != nil {
+		return s.closed
+	}
+	c, ok := p.filled[seq]
+	if !ok {
+		if p.filled == nil {
+			p.filled = make(map[uint64]chan struct{})
+		}
+		c = make(chan struct{})
+		p.filled[seq] = c
+	}
+	return c
 }
 
 // Head returns partition's sequence counter.
@@ -218,13 +338,21 @@ func (s *Store) Head(ctx context.Context, partition string) (store.Head, error) 
 	defer s.mu.RUnlock()
 	p := s.partitions[partition]
 	if p == nil {
-		return store.Head{}, nil
+		return store.Head{Seq: s.minBase, Floor: s.minBase}, nil
 	}
-	return store.Head{Seq: p.head, TakenAt: p.takenAt}, nil
+	return store.Head{Seq: p.head, TakenAt: p.takenAt, Floor: p.base}, nil
 }
 
-// Read returns up to limit written entries of partition with sequence numbers
-// above after, in order. Slots still in flight are absent: those are holes.
+// floorEntry stands for the settled history below a partition's first slot.
+// Its ancient timestamp tells a reader that no writer can still fill a
+// number beneath it; it is flagged expired when that history was purged.
+func (p *partition) floorEntry() store.Entry {
+	return store.Entry{Seq: p.base, Tombstone: true, Expired: p.purged, Message: message.Message{Timestamp: 1}}
+}
+
+// Read returns up to limit entries of partition with sequence numbers above
+// after, in order. Slots still in flight are absent: those are holes. A
+// reader behind the partition's floor first gets an entry at the floor.
 func (s *Store) Read(ctx context.Context, partition string, after uint64, limit int) ([]store.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -232,29 +360,58 @@ func (s *Store) Read(ctx context.Context, partition string, after uint64, limit 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	p := s.partitions[partition]
-	if p == nil {
+	if p == nil || limit <= 0 {
 		return nil, nil
 	}
 	now := s.now()
 	start := max(after, p.base) - p.base
-	if start >= uint64(len(p.slots)) {
-		return nil, nil
+	out := make([]store.Entry, 0, min(uint64(limit), uint64(len(p.slots))-min(start, uint64(len(p.slots)))+1))
+	if after < p.base {
+		out = append(out, p.floorEntry())
 	}
-	out := make([]store.Entry, 0, min(uint64(limit), uint64(len(p.slots))-start))
 	for i := start; i < uint64(len(p.slots)) && len(out) < limit; i++ {
-		sl := p.slots[i]
-		if sl == nil {
-			continue
+		if sl := p.slots[i]; sl != nil {
+			out = append(out, sl.read(now))
 		}
-		e := sl.entry
-		e.Expired = !now.Before(sl.expiresAt)
-		out = append(out, e)
 	}
 	return out, nil
 }
 
+// ReadBefore returns up to limit entries numbered below before, highest
+// first; the partition's floor entry ends the history.
+func (s *Store) ReadBefore(ctx context.Context, partition string, before uint64, limit int) ([]store.Entry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p := s.partitions[partition]
+	if p == nil || limit <= 0 {
+		return nil, nil
+	}
+	now := s.now()
+	var out []store.Entry
+	top := min(before, p.base+uint64(len(p.slots))+1)
+	for seq := top - 1; seq > p.base && len(out) < limit; seq-- {
+		if sl := p.slots[seq-p.base-1]; sl != nil {
+			out = append(out, sl.read(now))
+		}
+	}
+	if len(out) < limit && p.base > 0 && p.base < before {
+		out = append(out, p.floorEntry())
+	}
+	return out, nil
+}
+
+func (sl *slot) read(now time.Time) store.Entry {
+	e := sl.entry
+	e.Expired = !now.Before(sl.expiresAt)
+	return e
+}
+
 // Tombstone closes slot seq unless it was written; it returns what the slot
-// holds afterwards.
+// holds afterwards. A number at or below the floor is settled already: the
+// answer is the floor entry, which lets a reader pass the whole run at once.
 func (s *Store) Tombstone(ctx context.Context, partition string, seq uint64) (store.Entry, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Entry{}, err
@@ -264,12 +421,10 @@ func (s *Store) Tombstone(ctx context.Context, partition string, seq uint64) (st
 	p := s.part(partition)
 	now := s.now()
 	if seq <= p.base {
-		return store.Entry{Seq: seq, Tombstone: true, Expired: true}, nil
+		return p.floorEntry(), nil
 	}
 	if sl := p.get(seq); sl != nil {
-		e := sl.entry
-		e.Expired = !now.Before(sl.expiresAt)
-		return e, nil
+		return sl.read(now), nil
 	}
 	e := tombstone(seq, now)
 	p.put(seq, &slot{entry: e, expiresAt: now.Add(s.ttl)})
@@ -285,16 +440,8 @@ func (s *Store) IncrementCounter(ctx context.Context, key string, expiresAt time
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.maybeSweep()
 	now := s.now()
-	if !now.Before(s.nextPurge) {
-		// Expired counters go at most once a minute, not on every request.
-		for k, v := range s.counters {
-			if !now.Before(v.expiresAt) {
-				delete(s.counters, k)
-			}
-		}
-		s.nextPurge = now.Add(time.Minute)
-	}
 	c, ok := s.counters[key]
 	if !ok || !now.Before(c.expiresAt) {
 		c = counter{expiresAt: expiresAt}
@@ -340,6 +487,22 @@ func (s *Store) CountLeases(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Stats counts what the store holds, for memory tests and measurements.
+type Stats struct {
+	Partitions, Slots, IdempotencyKeys, Counters, Leases int
+}
+
+// Stats reports what the store holds now.
+func (s *Store) Stats() Stats {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := Stats{Partitions: len(s.partitions), IdempotencyKeys: len(s.idem), Counters: len(s.counters), Leases: len(s.leases)}
+	for _, p := range s.partitions {
+		st.Slots += len(p.slots)
+	}
+	return st
 }
 
 // tombstone is the entry that closes slot seq; its timestamp says when.

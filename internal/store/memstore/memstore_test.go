@@ -9,6 +9,6 @@ import (
 
 func TestConformanceMemory(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, o storetest.Options) storetest.Store {
-		return memstore.New(memstore.Options{TTL: o.TTL, Now: o.Now, BeforeWrite: o.BeforeWrite})
+		return memstore.New(o)
 	})
 }

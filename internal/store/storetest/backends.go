@@ -28,7 +28,7 @@ func Backends() []Backend {
 
 // NewMemory returns a memory store.
 func NewMemory(t *testing.T, o Options) Store {
-	return memstore.New(memstore.Options{TTL: o.TTL, Now: o.Now, BeforeWrite: o.BeforeWrite})
+	return memstore.New(o)
 }
 
 // NewDynamo returns a DynamoDB store on a new table of the shared DynamoDB
@@ -46,7 +46,7 @@ func NewDynamo(t *testing.T, o Options, wrap func(dynamostore.API) dynamostore.A
 	if wrap != nil {
 		api = wrap(client)
 	}
-	s, err := dynamostore.New(ctx, api, table, dynamostore.Options{TTL: o.TTL, Now: o.Now, BeforeWrite: o.BeforeWrite})
+	s, err := dynamostore.New(ctx, api, table, o)
 	if err != nil {
 		t.Fatalf("open store on %s: %v", table, err)
 	}

@@ -31,11 +31,7 @@ type Store interface {
 }
 
 // Options are what a test asks of a new store.
-type Options struct {
-	TTL         time.Duration
-	Now         func() time.Time
-	BeforeWrite store.AppendHook
-}
+type Options = store.Options
 
 // Factory returns a new, empty store for one test.
 type Factory func(t *testing.T, opts Options) Store
@@ -51,6 +47,11 @@ func Run(t *testing.T, newStore Factory) {
 		{"HoleTooLateWriter", testHoleTooLateWriter},
 		{"HoleFailedWriter", testHoleFailedWriter},
 		{"FreshStreamSettlesWriterInFlight", testFreshSettles},
+		{"FreshStreamSettlesDeepWriter", testFreshSettlesDeepWriter},
+		{"HolePendingReadsBounded", testHolePendingReads},
+		{"LargeMessagesPaged", testLargeMessagesPaged},
+		{"NeverExpiresEarly", testNeverExpiresEarly},
+		{"ReplayCursors", testReplayCursors},
 		{"TombstoneNeverOverwrites", testTombstoneNeverOverwrites},
 		{"Idempotency", testIdempotency},
 		{"ExpiryAndLatest", testExpiry},
@@ -559,7 +560,7 @@ func testExpiry(t *testing.T, newStore Factory) {
 		t.Fatalf("replay of 50 has %d messages, want the %d unexpired", len(replay), len(recent))
 	}
 	// A cursor before the expired message is behind retained history.
-	c := cursor.Cursor{Epoch: epoch(t, s), Session: 0}
+	c := cursor.Cursor{Epoch: epoch(t, s), Session: 0, Stream: cursor.Tag("x")}
 	_, _, reset := openReader(t, ctx, s, opts, "x", c.String())
 	if reset != tail.ReasonBehind {
 		t.Fatalf("resume before an expired message: reset %q, want %q", reset, tail.ReasonBehind)
@@ -728,13 +729,16 @@ func testResets(t *testing.T, newStore Factory) {
 		}
 	}
 	e := epoch(t, s)
+	z := cursor.Tag("z")
 	tests := []struct {
 		last, reason string
 	}{
 		{"garbage", tail.ReasonMalformed},
-		{cursor.Cursor{Epoch: e + 1, Session: 1, Broadcast: 1}.String(), tail.ReasonOtherEpoch},
-		{cursor.Cursor{Epoch: e, Session: 99, Broadcast: 1}.String(), tail.ReasonAhead},
-		{cursor.Cursor{Epoch: e, Session: 1, Broadcast: 99}.String(), tail.ReasonAhead},
+		{cursor.Cursor{Epoch: e + 1, Session: 1, Broadcast: 1, Stream: z}.String(), tail.ReasonOtherEpoch},
+		{cursor.Cursor{Epoch: e, Session: 99, Broadcast: 1, Stream: z}.String(), tail.ReasonAhead},
+		{cursor.Cursor{Epoch: e, Session: 1, Broadcast: 99, Stream: z}.String(), tail.ReasonAhead},
+		{cursor.Cursor{Epoch: e, Session: 1, Broadcast: 1, Stream: cursor.Tag("other")}.String(), tail.ReasonWrongSession},
+		{cursor.Cursor{Epoch: e, Session: 0, Broadcast: 1, Stream: cursor.Tag("")}.String(), tail.ReasonWrongSession},
 	}
 	for _, tt := range tests {
 		_, replay, reset := openReader(t, ctx, s, fastOpts(), "z", tt.last)
