@@ -515,3 +515,21 @@ func dropConnection(w http.ResponseWriter) {
 	}
 	_ = conn.Close()
 }
+
+// Weather is a day of production DynamoDB in rules: a throttling storm on
+// every operation (in each shape the SDK can meet), replies lost after the
+// write was applied, 500s after applying, and a few writers held for
+// heldFor (throttled retries that stretch to seconds). Rates are per
+// request, so the SDK's own retries meet them too.
+func Weather(heldFor time.Duration) []Rule {
+	writes := []string{"PutItem", "UpdateItem", "TransactWriteItems"}
+	return []Rule{
+		{Ops: []string{"PutItem"}, Contains: `"kind":{"S":"m"}`, Kind: Pass, Delay: heldFor, Fraction: 0.01},
+		{Ops: []string{"TransactWriteItems"}, Kind: Throttle, Throttle: TransactionCanceled, Fraction: 0.05},
+		{Ops: writes, Kind: LostReply, Fraction: 0.08},
+		{Ops: writes, Kind: ApplyThen500, Fraction: 0.04},
+		{Kind: Throttle, Throttle: ThrottlingException, Fraction: 0.04},
+		{Kind: Throttle, Throttle: RequestLimitExceeded, Fraction: 0.03},
+		{Kind: Throttle, Fraction: 0.08},
+	}
+}

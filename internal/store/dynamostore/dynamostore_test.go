@@ -2,10 +2,11 @@ package dynamostore_test
 
 import (
 	"context"
-	"github.com/webhook-relay/webhook-relay/internal/store"
 	"testing"
+	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
+	"github.com/webhook-relay/webhook-relay/internal/store"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
 	"github.com/webhook-relay/webhook-relay/internal/store/storetest"
 )
@@ -16,6 +17,13 @@ func TestConformanceDynamoDBLocal(t *testing.T) {
 	storetest.Run(t, func(t *testing.T, o storetest.Options) storetest.Store {
 		return storetest.NewDynamo(t, o, nil)
 	})
+}
+
+// The delivery guarantees again, on a DynamoDB that throttles, loses
+// replies, answers 500 after applying, and holds writers for seconds.
+func TestConformanceDynamoDBLocalUnderFaults(t *testing.T) {
+	b := storetest.FaultyBackend(4 * time.Second)
+	storetest.Run(t, storetest.Factory(b.New), storetest.UnderFaults...)
 }
 
 func TestCreateTableIdempotent(t *testing.T) {
