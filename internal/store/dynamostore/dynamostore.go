@@ -131,12 +131,13 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 		s.beforeWrite(partition, seq)
 	}
 	item := s.messageItem(partition, seq, msg, s.now())
+	var tries attempts
 	if idemKey == "" {
-		err = s.put(ctx, partition, seq, msg, item)
+		err = s.put(ctx, partition, seq, msg, item, tries.track)
 	} else {
 		var r store.AppendResult
 		var won bool
-		r, won, err = s.putWithKey(ctx, partition, seq, msg, item, idemKey)
+		r, won, err = s.putWithKey(ctx, partition, seq, msg, item, idemKey, tries.track)
 		if won {
 			return r, err
 		}
@@ -146,17 +147,30 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 		return store.AppendResult{Message: msg, Seq: seq}, nil
 	case errors.Is(err, store.ErrHoleClosed):
 		return store.AppendResult{}, err
+	case !tries.mayHaveApplied.Load():
+		// Every attempt was refused: not stored. Close the number so that
+		// readers need not wait for it; if that fails too, they close it.
+		s.closeOwn(ctx, partition, seq)
+		return store.AppendResult{}, err
 	}
 	return s.resolve(ctx, partition, seq, msg, err)
 }
 
+// closeOwn tombstones a number whose write is known not to have been
+// applied, briefly and at best.
+func (s *Store) closeOwn(ctx context.Context, partition string, seq uint64) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resolveTimeout/5)
+	defer cancel()
+	_, _ = s.Tombstone(ctx, partition, seq)
+}
+
 // put writes the message item unless its slot is taken.
-func (s *Store) put(ctx context.Context, partition string, seq uint64, msg message.Message, item map[string]types.AttributeValue) error {
+func (s *Store) put(ctx context.Context, partition string, seq uint64, msg message.Message, item map[string]types.AttributeValue, opts ...func(*dynamodb.Options)) error {
 	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
 		TableName: s.table, Item: item,
 		ConditionExpression:                 aws.String("attribute_not_exists(pk)"),
 		ReturnValuesOnConditionCheckFailure: types.ReturnValuesOnConditionCheckFailureAllOld,
-	})
+	}, opts...)
 	var failed *types.ConditionalCheckFailedException
 	if errors.As(err, &failed) {
 		return s.collided(failed.Item, msg)
@@ -176,7 +190,7 @@ func (s *Store) collided(old map[string]types.AttributeValue, msg message.Messag
 // putWithKey writes the message and its idempotency record in one
 // transaction. won is set when a concurrent first attempt with the same key
 // stored its message first: r is then that attempt's result.
-func (s *Store) putWithKey(ctx context.Context, partition string, seq uint64, msg message.Message, item map[string]types.AttributeValue, idemKey string) (r store.AppendResult, won bool, err error) {
+func (s *Store) putWithKey(ctx context.Context, partition string, seq uint64, msg message.Message, item map[string]types.AttributeValue, idemKey string, opts ...func(*dynamodb.Options)) (r store.AppendResult, won bool, err error) {
 	now := s.now()
 	rec := keyOf("idem#"+idemKey, "idem")
 	for k, v := range item {
@@ -201,7 +215,7 @@ func (s *Store) putWithKey(ctx context.Context, partition string, seq uint64, ms
 	}}
 	backoff := 10 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		_, err := s.db.TransactWriteItems(ctx, in)
+		_, err := s.db.TransactWriteItems(ctx, in, opts...)
 		if err == nil {
 			return store.AppendResult{}, false, nil
 		}
