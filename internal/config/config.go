@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/store"
 )
 
 // Component is a process that reads configuration.
@@ -57,6 +59,31 @@ type Config struct {
 	Host                      string
 }
 
+// Bounds that follow from DynamoDB and the hole logic, not from taste.
+const (
+	// MaxMessageChars keeps a message's item under DynamoDB's 400 KB item
+	// limit: 4 bytes per character at most, plus the item's other fields.
+	MaxMessageChars = 100_000
+	// MaxBodyBytes is DynamoDB's item limit, 400 KB: a larger body cannot
+	// carry a message that could be stored.
+	MaxBodyBytes = 400 << 10
+	// MinMessageTTL is the store's: a message must outlive the age after
+	// which a missing number next to it is closed without waiting.
+	MinMessageTTL = store.MinTTL
+)
+
+func setMessageTTL(c *Config, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 1h or 24h")
+	}
+	if d < MinMessageTTL {
+		return fmt.Errorf("must be at least %v: readers close a missing sequence number without waiting once its neighbour is %v old, so a message must be retained at least twice that", MinMessageTTL, store.StaleAge)
+	}
+	c.MessageTTL = d
+	return nil
+}
+
 // Variables lists every variable, in the order of the README's table.
 func Variables() []Var {
 	both := Webhook | Stream | Local
@@ -68,7 +95,7 @@ func Variables() []Var {
 			func(c *Config, v string) error { c.TableName = v; return nonEmpty(v) }},
 		{"DYNAMODB_ENDPOINT", "", "DynamoDB Local or another endpoint; for the local adapter it selects DynamoDB instead of the memory store.", both, true,
 			setDynamoDBEndpoint},
-		{"MESSAGE_TTL", "24h", "Retention of messages (and tombstones).", both, false, duration(func(c *Config) *time.Duration { return &c.MessageTTL }, 1)},
+		{"MESSAGE_TTL", "24h", "Retention of messages (and tombstones); at least " + MinMessageTTL.String() + ".", both, false, setMessageTTL},
 		{"REPLAY_COUNT", "5", "Recent messages replayed to a new stream, in total across its partitions.", Stream | Local, false, integer(func(c *Config) *int { return &c.ReplayCount }, 0, 1000)},
 		{"HEARTBEAT_INTERVAL", "30s", "SSE heartbeat comment interval; connection leases are renewed with it.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, 1)},
 		{"POLL_INTERVAL", "1s", "How often a stream reads DynamoDB for new messages (the memory store wakes streams at once).", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.PollInterval }, 1)},
@@ -76,12 +103,20 @@ func Variables() []Var {
 		{"MAX_STREAM_DURATION", "14m", "Planned end of a stream; the browser reconnects and resumes exactly.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.MaxStreamDuration }, 1)},
 		{"STREAM_DEADLINE_MARGIN", "10s", "End a stream this long before the Lambda deadline.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.StreamDeadlineMargin }, 0)},
 		{"RETRY_MS", "3000", "SSE `retry:` sent to the browser, in milliseconds.", Stream | Local, false, integer(func(c *Config) *int { return &c.RetryMS }, 0, 3600000)},
-		{"MAX_MESSAGE_CHARS", "4000", "Longest message, in characters.", Webhook | Local, false, integer(func(c *Config) *int { return &c.MaxMessageChars }, 1, 1<<20)},
-		{"MAX_BODY_BYTES", "65536", "Largest request body; larger gets 413.", Webhook | Local, false,
+		{"MAX_MESSAGE_CHARS", "4000", "Longest message, in characters; at most " + strconv.Itoa(MaxMessageChars) + ".", Webhook | Local, false,
+			func(c *Config, v string) error {
+				n, err := strconv.Atoi(v)
+				if err != nil || n < 1 || n > MaxMessageChars {
+					return fmt.Errorf("want a whole number from 1 to %d: a character can take 4 bytes, and a message must fit one DynamoDB item (400 KB)", MaxMessageChars)
+				}
+				c.MaxMessageChars = n
+				return nil
+			}},
+		{"MAX_BODY_BYTES", "65536", "Largest request body (after gzip decoding); larger gets 413. At most " + strconv.Itoa(MaxBodyBytes) + ".", Webhook | Local, false,
 			func(c *Config, v string) error {
 				n, err := strconv.ParseInt(v, 10, 64)
-				if err != nil || n < 1 || n > 6<<20 {
-					return fmt.Errorf("want a whole number of bytes from 1 to %d", 6<<20)
+				if err != nil || n < 1 || n > MaxBodyBytes {
+					return fmt.Errorf("want a whole number of bytes from 1 to %d: DynamoDB stores at most 400 KB per item, so a larger body could not be stored", MaxBodyBytes)
 				}
 				c.MaxBodyBytes = n
 				return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"fmt"
+	"github.com/webhook-relay/webhook-relay/internal/config"
 	"runtime"
 	"strings"
 	"testing"
@@ -66,7 +67,7 @@ func TestSenders(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
-			cfg.MaxMessageChars = 1 << 20
+			cfg.MaxMessageChars = config.MaxMessageChars
 			h, rec, _ := newTestHandler(t, cfg, time.Now)
 			w := tt.req.do(h)
 			if w.Code != 200 {
