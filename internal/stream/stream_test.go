@@ -21,6 +21,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/cursor"
 	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
+	"github.com/webhook-relay/webhook-relay/internal/message"
 	"github.com/webhook-relay/webhook-relay/internal/server"
 	"github.com/webhook-relay/webhook-relay/internal/sse"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
@@ -99,6 +100,45 @@ func (e *env) tryPost(sessionID, text string) (posted, error) {
 		return posted{}, fmt.Errorf("post %q: status %d, %v", text, resp.StatusCode, err)
 	}
 	return p, nil
+}
+
+// postAsSender posts like a correct sender: on 503 (nothing stored) it
+// sends again as a new request, on 504 (outcome unknown) again with the same
+// Idempotency-Key, until a 200. Any other answer is an error.
+func (e *env) postAsSender(sessionID, text string) (posted, error) {
+	body := map[string]any{"message": text}
+	if sessionID != "" {
+		body["sessionId"] = sessionID
+	}
+	b, _ := json.Marshal(body)
+	key := message.New(time.Now(), "", "").ID
+	for attempt := 0; attempt < 200; attempt++ {
+		req, _ := http.NewRequest("POST", e.srv.URL+"/api/webhook", strings.NewReader(string(b)))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return posted{}, err
+		}
+		var p posted
+		derr := json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		switch resp.StatusCode {
+		case http.StatusOK:
+			if derr != nil || !p.Success {
+				return posted{}, fmt.Errorf("post %q: 200 with %+v, %v", text, p, derr)
+			}
+			return p, nil
+		case http.StatusServiceUnavailable:
+			key = message.New(time.Now(), "", "").ID // nothing was stored: a new message
+		case http.StatusGatewayTimeout:
+			// may be stored: the same key again
+		default:
+			return posted{}, fmt.Errorf("post %q: status %d", text, resp.StatusCode)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return posted{}, fmt.Errorf("post %q: no 200 after 200 attempts", text)
 }
 
 // event is a parsed data payload.
@@ -468,190 +508,206 @@ func TestResumeExactly(t *testing.T) {
 	})
 }
 
+// The load test runs a third time on DynamoDB Local under injected faults
+// (throttling storm, lost replies, 500s after applying, writers held for
+// seconds), with writers that retry like correct senders: a message whose
+// 503 was a lie would arrive under an id nobody was given (misrouted), or
+// twice.
 func TestLoadWithReconnects(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b storetest.Backend) {
-		streams, sessions, writers, total := 100, 10, 10, 2000
-		poll, minLife, maxLife := 100*time.Millisecond, 50, 450
-		if b.Name != "Memory" {
-			// DynamoDB Local on two cores: fewer streams and polls, same guarantees.
-			streams, total, poll, minLife, maxLife = 30, 600, 250*time.Millisecond, 300, 1500
+	backends := append(storetest.Backends(), storetest.FaultyBackend(3*time.Second))
+	for _, b := range backends {
+		t.Run(b.Name, func(t *testing.T) {
+			t.Parallel()
+			testLoadWithReconnects(t, b)
+		})
+	}
+}
+
+func testLoadWithReconnects(t *testing.T, b storetest.Backend) {
+	streams, sessions, writers, total := 100, 10, 10, 2000
+	poll, minLife, maxLife := 100*time.Millisecond, 50, 450
+	switch b.Name {
+	case "DynamoDBLocal":
+		// DynamoDB Local on two cores: fewer streams and polls, same guarantees.
+		streams, total, poll, minLife, maxLife = 30, 600, 250*time.Millisecond, 300, 1500
+	case "DynamoDBLocalFaults":
+		streams, total, poll, minLife, maxLife = 20, 300, 250*time.Millisecond, 300, 1500
+	}
+	e := newEnv(t, b, func(c *config.Config) { c.PollInterval = poll; c.ReplayCount = 0 })
+	sessionOf := func(k int) string {
+		if k%(sessions+1) == sessions {
+			return ""
 		}
-		e := newEnv(t, b, func(c *config.Config) { c.PollInterval = poll; c.ReplayCount = 0 })
-		sessionOf := func(k int) string {
-			if k%(sessions+1) == sessions {
-				return ""
-			}
-			return fmt.Sprint("s", k%(sessions+1))
-		}
-		type result struct {
-			session    string
-			got        map[string]int
-			trace      []string
-			reconnects int
-			err        error
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		// Once the writers are done, expected[s] says how many messages a
-		// stream of session s must end with.
-		writersDone := make(chan struct{})
-		expected := map[string]int{}
-		results := make(chan result, streams)
-		ready := make(chan struct{}, streams)
-		for i := range streams {
-			sess := sessionOf(i)
-			go func() {
-				r := result{session: sess, got: map[string]int{}}
-				defer func() { results <- r }()
-				complete := func() bool {
-					select {
-					case <-writersDone:
-						return len(r.got) >= expected[sess]
-					default:
-						return false
-					}
+		return fmt.Sprint("s", k%(sessions+1))
+	}
+	type result struct {
+		session    string
+		got        map[string]int
+		trace      []string
+		reconnects int
+		err        error
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	// Once the writers are done, expected[s] says how many messages a
+	// stream of session s must end with.
+	writersDone := make(chan struct{})
+	expected := map[string]int{}
+	results := make(chan result, streams)
+	ready := make(chan struct{}, streams)
+	for i := range streams {
+		sess := sessionOf(i)
+		go func() {
+			r := result{session: sess, got: map[string]int{}}
+			defer func() { results <- r }()
+			complete := func() bool {
+				select {
+				case <-writersDone:
+					return len(r.got) >= expected[sess]
+				default:
+					return false
 				}
-				last := ""
-				doneCh := writersDone
-				for first := true; ; first = false {
-					s, err := e.trySubscribe(sess, last, false)
-					if err != nil {
-						r.err = err
-						return
-					}
-					ev, ok := s.tryNext(10 * time.Second)
-					if !ok || ev.Type != "connected" {
-						r.err = fmt.Errorf("no connected event after %d reconnects: %+v", r.reconnects, ev)
-						return
-					}
-					last = ev.cursor // a quiet connection resumes from here
-					if first {
-						ready <- struct{}{}
-					}
-					// Read for a random while, then drop the connection and
-					// resume from the last event actually consumed.
-					drop := time.After(time.Duration(minLife+rand.IntN(maxLife-minLife)) * time.Millisecond)
-				read:
-					for {
-						select {
-						case ev, ok := <-s.events:
-							if !ok {
-								break read
-							}
-							if ev.comment != "" {
-								continue
-							}
-							if ev.Type == "webhook_message" {
-								r.got[ev.ID]++
-								r.trace = append(r.trace, ev.cursor+"="+ev.Message)
-							}
-							if ev.Type != "webhook_message" {
-								r.err = fmt.Errorf("unexpected %s event %+v resuming from %s", ev.Type, ev, last)
-								s.close()
-								return
-							}
-							last = ev.cursor
-							if complete() {
-								s.close()
-								// Nothing more may come.
-								return
-							}
-						case <-doneCh:
-							doneCh = nil
-							if complete() {
-								s.close()
-								return
-							}
-						case <-drop:
+			}
+			last := ""
+			doneCh := writersDone
+			for first := true; ; first = false {
+				s, err := e.trySubscribe(sess, last, false)
+				if err != nil {
+					r.err = err
+					return
+				}
+				ev, ok := s.tryNext(10 * time.Second)
+				if !ok || ev.Type != "connected" {
+					r.err = fmt.Errorf("no connected event after %d reconnects: %+v", r.reconnects, ev)
+					return
+				}
+				last = ev.cursor // a quiet connection resumes from here
+				if first {
+					ready <- struct{}{}
+				}
+				// Read for a random while, then drop the connection and
+				// resume from the last event actually consumed.
+				drop := time.After(time.Duration(minLife+rand.IntN(maxLife-minLife)) * time.Millisecond)
+			read:
+				for {
+					select {
+					case ev, ok := <-s.events:
+						if !ok {
 							break read
-						case <-ctx.Done():
-							r.err = fmt.Errorf("timed out with %d of %d messages, last cursor %s", len(r.got), expected[sess], last)
+						}
+						if ev.comment != "" {
+							continue
+						}
+						if ev.Type == "webhook_message" {
+							r.got[ev.ID]++
+							r.trace = append(r.trace, ev.cursor+"="+ev.Message)
+						}
+						if ev.Type != "webhook_message" {
+							r.err = fmt.Errorf("unexpected %s event %+v resuming from %s", ev.Type, ev, last)
 							s.close()
 							return
 						}
-					}
-					s.close()
-					r.trace = append(r.trace, "reconnect from "+last)
-					r.reconnects++
-				}
-			}()
-		}
-		for range streams {
-			<-ready
-		}
-		var mu sync.Mutex
-		sent := map[string]string{} // id -> session
-		var wg sync.WaitGroup
-		for w := range writers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range total / writers {
-					sess := sessionOf(w + i)
-					p, err := e.tryPost(sess, fmt.Sprintf("load %d %d", w, i))
-					if err != nil {
-						t.Error(err)
+						last = ev.cursor
+						if complete() {
+							s.close()
+							// Nothing more may come.
+							return
+						}
+					case <-doneCh:
+						doneCh = nil
+						if complete() {
+							s.close()
+							return
+						}
+					case <-drop:
+						break read
+					case <-ctx.Done():
+						r.err = fmt.Errorf("timed out with %d of %d messages, last cursor %s", len(r.got), expected[sess], last)
+						s.close()
 						return
 					}
-					mu.Lock()
-					sent[p.ID] = sess
-					mu.Unlock()
 				}
-			}()
-		}
-		wg.Wait()
-		for i := range sessions + 1 {
-			sess := sessionOf(i)
-			for _, to := range sent {
-				if to == "" || to == sess {
-					expected[sess]++
+				s.close()
+				r.trace = append(r.trace, "reconnect from "+last)
+				r.reconnects++
+			}
+		}()
+	}
+	for range streams {
+		<-ready
+	}
+	var mu sync.Mutex
+	sent := map[string]string{} // id -> session
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range total / writers {
+				sess := sessionOf(w + i)
+				p, err := e.postAsSender(sess, fmt.Sprintf("load %d %d", w, i))
+				if err != nil {
+					t.Error(err)
+					return
 				}
+				mu.Lock()
+				sent[p.ID] = sess
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range sessions + 1 {
+		sess := sessionOf(i)
+		for _, to := range sent {
+			if to == "" || to == sess {
+				expected[sess]++
 			}
 		}
-		close(writersDone)
-		lost, dup, wrong, reconnects := 0, 0, 0, 0
-		for range streams {
-			r := <-results
-			if r.err != nil {
-				t.Errorf("stream %q: %v\n%s", r.session, r.err, strings.Join(r.trace, "\n"))
-			}
-			reconnects += r.reconnects
-			for id, to := range sent {
-				if (to == "" || to == r.session) && r.got[id] == 0 {
-					lost++
-				}
-			}
-			for id, n := range r.got {
-				if n > 1 {
-					dup++
-				}
-				if to, ok := sent[id]; !ok || (to != "" && to != r.session) {
-					wrong++
-				}
+	}
+	close(writersDone)
+	lost, dup, wrong, reconnects := 0, 0, 0, 0
+	for range streams {
+		r := <-results
+		if r.err != nil {
+			t.Errorf("stream %q: %v\n%s", r.session, r.err, strings.Join(r.trace, "\n"))
+		}
+		reconnects += r.reconnects
+		for id, to := range sent {
+			if (to == "" || to == r.session) && r.got[id] == 0 {
+				lost++
 			}
 		}
-		if lost > 0 {
-			for id, to := range sent {
-				if to != "" {
-					continue
-				}
-				_ = id
+		for id, n := range r.got {
+			if n > 1 {
+				dup++
 			}
-			for _, part := range []string{"broadcast", "session#s1", "session#s2"} {
-				es, _ := e.st.Read(context.Background(), part, 0, 1000)
-				var line []string
-				for _, x := range es {
-					line = append(line, fmt.Sprintf("%d%s", x.Seq, map[bool]string{true: "T", false: ""}[x.Tombstone]))
-				}
-				t.Logf("%s: %s", part, strings.Join(line, " "))
+			if to, ok := sent[id]; !ok || (to != "" && to != r.session) {
+				wrong++
 			}
 		}
-		if lost+dup+wrong != 0 {
-			t.Fatalf("%d streams, %d messages: lost %d, duplicated %d, misrouted %d", streams, len(sent), lost, dup, wrong)
+	}
+	if lost > 0 {
+		for id, to := range sent {
+			if to != "" {
+				continue
+			}
+			_ = id
 		}
-		t.Logf("%d streams over %d sessions + broadcast, %d writers, %d messages, %d reconnects: 0 lost, 0 duplicated, 0 misrouted",
-			streams, sessions, writers, len(sent), reconnects)
-	})
+		for _, part := range []string{"broadcast", "session#s1", "session#s2"} {
+			es, _ := e.st.Read(context.Background(), part, 0, 1000)
+			var line []string
+			for _, x := range es {
+				line = append(line, fmt.Sprintf("%d%s", x.Seq, map[bool]string{true: "T", false: ""}[x.Tombstone]))
+			}
+			t.Logf("%s: %s", part, strings.Join(line, " "))
+		}
+	}
+	if lost+dup+wrong != 0 {
+		t.Fatalf("%d streams, %d messages: lost %d, duplicated %d, misrouted %d", streams, len(sent), lost, dup, wrong)
+	}
+	t.Logf("%d streams over %d sessions + broadcast, %d writers, %d messages, %d reconnects: 0 lost, 0 duplicated, 0 misrouted",
+		streams, sessions, writers, len(sent), reconnects)
 }
 
 func TestHeartbeatAndLeases(t *testing.T) {
