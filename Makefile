@@ -79,7 +79,7 @@ deploy:
 
 # The real bootstraps, built for this machine, behind one local port
 # ($${HOST:-127.0.0.1}:$${PORT:-3000}) with the Lambda Runtime API emulator of
-# local/lambdaemu: the stream streams, unlike under SAM local. Without
+# tools/lambdaemu: the stream streams, unlike under SAM local. Without
 # DYNAMODB_ENDPOINT it uses (and if needed starts) the DynamoDB Local of
 # `make dynamodb-local-start`; the table is created if missing.
 HOST_GOOS = $(shell go env GOOS)
@@ -94,7 +94,7 @@ emulate:
 		ep="$$(bash infra/dynamodb-local.sh status 2>/dev/null || bash infra/dynamodb-local.sh start)" || exit 1; \
 		echo "emulate: DynamoDB Local $$ep (stop it with: make dynamodb-local-stop)" >&2; \
 	fi; \
-	DYNAMODB_ENDPOINT="$$ep" go run ./local/emulate \
+	DYNAMODB_ENDPOINT="$$ep" go run ./tools/emulate \
 		-webhook build/host/webhook/bootstrap -stream build/host/stream/bootstrap \
 		-addr "$${HOST:-127.0.0.1}:$${PORT:-3000}"
 

@@ -4,7 +4,7 @@
 // and functions/stream, built for this machine, against DynamoDB Local: the
 // webhook one under the AWS Lambda Runtime Interface Emulator with API
 // Gateway events of both payload versions, the stream one under
-// local/lambdaemu, whose function URL relays the response stream as it is
+// tools/lambdaemu, whose function URL relays the response stream as it is
 // written (the RIE buffers streams).
 package functions_test
 
@@ -36,7 +36,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/sse"
 	"github.com/webhook-relay/webhook-relay/internal/store"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
-	"github.com/webhook-relay/webhook-relay/local/lambdaemu"
+	"github.com/webhook-relay/webhook-relay/tools/lambdaemu"
 )
 
 // The AWS Lambda Runtime Interface Emulator, pinned (DESIGN.md section 6).

@@ -2,7 +2,7 @@
 // binaries on one local port, each under the Lambda Runtime API emulator of
 // package lambdaemu: "SAM local with streaming".
 //
-//	go run ./local/emulate -webhook build/host/webhook/bootstrap -stream build/host/stream/bootstrap -addr 127.0.0.1:3000
+//	go run ./tools/emulate -webhook build/host/webhook/bootstrap -stream build/host/stream/bootstrap -addr 127.0.0.1:3000
 //
 // /api/webhook/stream goes to the stream function as to a function URL with
 // InvokeMode RESPONSE_STREAM, relayed as it is written; every other path
@@ -34,7 +34,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/chatpage"
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
-	"github.com/webhook-relay/webhook-relay/local/lambdaemu"
+	"github.com/webhook-relay/webhook-relay/tools/lambdaemu"
 )
 
 const streamPath = "/api/webhook/stream"
