@@ -744,7 +744,14 @@ var unitChecks = map[string]func(c config.Config, v string) (got, want any){
 	"PollIntervalMs":            func(c config.Config, v string) (any, any) { return c.PollInterval, millis(v) },
 	"RateLimitPerMinute":        func(c config.Config, v string) (any, any) { return c.RateLimitPerMinute, atoi(v) },
 	"SessionRateLimitPerMinute": func(c config.Config, v string) (any, any) { return c.SessionRateLimitPerMinute, atoi(v) },
-	"WebhookSecret":             func(c config.Config, v string) (any, any) { return c.WebhookSecret, v },
+	"WebhookSecret": func(c config.Config, v string) (any, any) {
+		var want []string
+		if v != "" {
+			want = strings.Split(v, ",")
+		}
+		return c.WebhookSecrets, want
+	},
+	"LogSessionKey": func(c config.Config, v string) (any, any) { return c.LogSessionKey, v },
 	"WebhookSigningSecret": func(c config.Config, v string) (any, any) {
 		want := []byte(nil)
 		if v != "" {
@@ -760,14 +767,16 @@ var unitChecks = map[string]func(c config.Config, v string) (got, want any){
 // samples are values beyond Default/MinValue/MaxValue/AllowedValues to try
 // for string parameters; each must match the parameter's AllowedPattern.
 var samples = map[string][]string{
-	"WebhookSecret":        {"s3cret-Value_with!punctuation~"},
+	"WebhookSecret":        {"s3cret-Value_with!punctuation~", "new-s3cret,old-s3cret", "a,b,c"},
+	"LogSessionKey":        {"k3y-Value_with!punctuation~,"},
 	"WebhookSigningSecret": {"whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))},
 	"AllowedOrigins":       {"*", "https://chat.example.com", "https://a.example.com,http://localhost:8080"},
 }
 
 // rejected are values a parameter's AllowedPattern must refuse.
 var rejected = map[string][]string{
-	"WebhookSecret":        {"has space"},
+	"WebhookSecret":        {"has space", ",", "new,,old", "new, old", "new,", "caf\u00e9"},
+	"LogSessionKey":        {"has space", "caf\u00e9"},
 	"WebhookSigningSecret": {"not-whsec", "whsec_"},
 	"AllowedOrigins":       {"", "https://a.example.com, https://b.example.com", "https://a.example.com/path", "example.com", "*,https://a.example.com"},
 }
@@ -793,7 +802,7 @@ func TestParameters(t *testing.T) {
 			t.Errorf("parameter %s is missing", name)
 		}
 	}
-	for _, secret := range []string{"WebhookSecret", "WebhookSigningSecret"} {
+	for _, secret := range []string{"WebhookSecret", "WebhookSigningSecret", "LogSessionKey"} {
 		if get(params, secret, "NoEcho") != true {
 			t.Errorf("%s must be NoEcho", secret)
 		}

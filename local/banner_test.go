@@ -16,13 +16,17 @@ import (
 func TestBannerCurlWorksWhenPasted(t *testing.T) {
 	t.Parallel()
 	lookPath(t, "curl")
-	for _, secret := range []string{"", "your-secret-key-here", `it's $HOME "quoted" \ ;`} {
+	// A rotation list: the banner sends the first entry.
+	for _, secret := range []string{"", "your-secret-key-here", `it's $HOME "quoted" \ ;`, "new-s3cret, old-s3cret"} {
 		t.Run(strconv.Quote(secret), func(t *testing.T) {
 			srv := startServer(t, baseEnv(map[string]string{"WEBHOOK_SECRET": secret}))
 			_, line, ok := strings.Cut(srv.Out.String(), "send a message:")
 			line, _, _ = strings.Cut(line, "\n")
 			if !ok || !strings.HasPrefix(strings.TrimSpace(line), "curl ") {
 				t.Fatalf("no curl command in the startup output:\n%s", srv.Out.String())
+			}
+			if strings.Contains(secret, ",") && strings.Contains(line, "old-s3cret") {
+				t.Fatalf("the banner shows more than the first secret of the list: %s", line)
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()

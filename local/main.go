@@ -99,9 +99,13 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 		return fmt.Errorf("listen on %s (set PORT or HOST to change it): %w", addr, err)
 	}
 	url := "http://" + displayHost(cfg.Host) + ":" + strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	log.Info("webhook-relay ready", "url", url, "store", backend, "secret", cfg.WebhookSecret != "")
+	log.Info("webhook-relay ready", "url", url, "store", backend, "secret", len(cfg.WebhookSecrets) > 0)
+	secret := "" // the first of a rotation list: the one senders should move to
+	if len(cfg.WebhookSecrets) > 0 {
+		secret = cfg.WebhookSecrets[0]
+	}
 	fmt.Fprintf(stdout, "webhook-relay listening on %s (store: %s)\n  open the chat window: %s/\n  send a message:       %s\n",
-		url, backend, url, bannerCurl(url, cfg.WebhookSecret))
+		url, backend, url, bannerCurl(url, secret))
 	if cfg.SigningSecret != nil {
 		fmt.Fprintln(stdout, "  (WEBHOOK_SIGNING_SECRET is set: POSTs must also carry Standard Webhooks signature headers; see README.md)")
 	}

@@ -37,8 +37,9 @@ type Var struct {
 
 // Config is the parsed configuration.
 type Config struct {
-	WebhookSecret             string
-	SigningSecret             []byte // decoded from whsec_<base64>; nil when unset
+	WebhookSecrets            []string // any one is accepted (rotation); nil: POST is open
+	SigningSecret             []byte   // decoded from whsec_<base64>; nil when unset
+	LogSessionKey             string   // keys the hash logged for a session id (internal/logkey)
 	TableName                 string
 	DynamoDBEndpoint          string
 	MessageTTL                time.Duration
@@ -88,9 +89,10 @@ func setMessageTTL(c *Config, v string) error {
 func Variables() []Var {
 	both := Webhook | Stream | Local
 	return []Var{
-		{"WEBHOOK_SECRET", "", "Required `X-Webhook-Secret` value for POST; unset leaves POST open (a warning is logged).", Webhook | Local, false,
-			func(c *Config, v string) error { c.WebhookSecret = v; return nil }},
+		{"WEBHOOK_SECRET", "", "Required `X-Webhook-Secret` value for POST. A comma list accepts any one of them, for rotation without a gap (spaces around entries are trimmed). Unset leaves POST open (a warning is logged).", Webhook | Local, false, setWebhookSecrets},
 		{"WEBHOOK_SIGNING_SECRET", "", "`whsec_<base64>`: verify Standard Webhooks signatures (`webhook-id`, `webhook-timestamp`, `webhook-signature`).", Webhook | Local, false, setSigningSecret},
+		{"LOG_SESSION_KEY", "", "Key of the hash logged in place of a session id (`session`: the first 12 hex characters of HMAC-SHA256(key, sessionId)); unset still hashes, with an empty key.", Webhook | Stream | Local, false,
+			func(c *Config, v string) error { c.LogSessionKey = v; return nil }},
 		{"TABLE_NAME", "webhook-relay", "DynamoDB table.", both, false,
 			func(c *Config, v string) error { c.TableName = v; return nonEmpty(v) }},
 		{"DYNAMODB_ENDPOINT", "", "DynamoDB Local or another endpoint; for the local adapter it selects DynamoDB instead of the memory store.", both, true,
@@ -123,7 +125,7 @@ func Variables() []Var {
 			}},
 		{"RATE_LIMIT_PER_MINUTE", "600", "POSTs per minute per source IP, across all instances; 0 disables.", Webhook | Local, false, integer(func(c *Config) *int { return &c.RateLimitPerMinute }, 0, 1<<30)},
 		{"SESSION_RATE_LIMIT_PER_MINUTE", "120", "POSTs per minute per target session (broadcast is one target); 0 disables.", Webhook | Local, false, integer(func(c *Config) *int { return &c.SessionRateLimitPerMinute }, 0, 1<<30)},
-		{"TRUST_PROXY_HEADERS", "false", "Take the source IP from X-Forwarded-For (only behind a proxy you run).", Webhook | Local, false,
+		{"TRUST_PROXY_HEADERS", "false", "Take the source IP from the last `X-Forwarded-For` entry, the one your proxy appended (only behind one proxy you run; entries before it are the client's and are ignored).", Webhook | Local, false,
 			func(c *Config, v string) error {
 				b, err := strconv.ParseBool(v)
 				if err != nil {
@@ -228,6 +230,21 @@ func setSigningSecret(c *Config, v string) error {
 		return fmt.Errorf("want whsec_ followed by base64")
 	}
 	c.SigningSecret = key
+	return nil
+}
+
+// setWebhookSecrets reads a comma list. A value that lists no secret at all
+// (",") is refused rather than leaving POST open.
+func setWebhookSecrets(c *Config, v string) error {
+	c.WebhookSecrets = nil
+	for sec := range strings.SplitSeq(v, ",") {
+		if sec = strings.TrimSpace(sec); sec != "" {
+			c.WebhookSecrets = append(c.WebhookSecrets, sec)
+		}
+	}
+	if v != "" && len(c.WebhookSecrets) == 0 {
+		return fmt.Errorf("lists no secret; want one value, or several separated by commas")
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,47 @@ func TestREADMEListsEveryVariable(t *testing.T) {
 		if !strings.Contains(readme, row) {
 			t.Errorf("README.md has no configuration row starting %q", row)
 		}
+	}
+}
+
+func TestWebhookSecrets(t *testing.T) {
+	tests := []struct {
+		value  string
+		want   []string // nil with reject: Load must fail
+		reject bool
+	}{
+		{value: "", want: nil},
+		{value: "s3cret", want: []string{"s3cret"}},
+		{value: "new-secret,old-secret", want: []string{"new-secret", "old-secret"}},
+		{value: " new , old ", want: []string{"new", "old"}},
+		{value: "new,,old,", want: []string{"new", "old"}},
+		{value: ",", reject: true},
+		{value: " , ,", reject: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			c, err := Load(Webhook, env(map[string]string{"WEBHOOK_SECRET": tt.value}))
+			if tt.reject {
+				if err == nil || !strings.Contains(err.Error(), "WEBHOOK_SECRET") {
+					t.Fatalf("WEBHOOK_SECRET=%q: error %v, want one naming the variable", tt.value, err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(c.WebhookSecrets, tt.want) {
+				t.Fatalf("WEBHOOK_SECRET=%q: secrets %q, error %v; want %q", tt.value, c.WebhookSecrets, err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLogSessionKey(t *testing.T) {
+	for _, component := range []Component{Webhook, Stream, Local} {
+		c, err := Load(component, env(map[string]string{"LOG_SESSION_KEY": "  k3y "}))
+		if err != nil || c.LogSessionKey != "k3y" {
+			t.Fatalf("component %d: LogSessionKey %q, error %v", component, c.LogSessionKey, err)
+		}
+	}
+	if Defaults().LogSessionKey != "" {
+		t.Fatal("LOG_SESSION_KEY has a default")
 	}
 }

@@ -6,6 +6,7 @@ package ingest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
+	"github.com/webhook-relay/webhook-relay/internal/logkey"
 	"github.com/webhook-relay/webhook-relay/internal/message"
 	"github.com/webhook-relay/webhook-relay/internal/store"
 )
@@ -48,6 +50,7 @@ type Handler struct {
 	log       *slog.Logger
 	now       func() time.Time
 	requestID func(*http.Request) string
+	secrets   [][sha256.Size]byte // digests of WEBHOOK_SECRET's entries
 }
 
 // storeTimeout bounds one request's store work; the stream's hole logic
@@ -71,10 +74,14 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	if cfg.MaxMessageChars <= 0 {
 		cfg.MaxMessageChars = message.DefaultMaxChars
 	}
-	if cfg.WebhookSecret == "" && cfg.SigningSecret == nil {
+	if len(cfg.WebhookSecrets) == 0 && cfg.SigningSecret == nil {
 		opts.Logger.Warn("WEBHOOK_SECRET is not set: anyone who can reach POST /api/webhook can send messages")
 	}
-	return &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, requestID: opts.RequestID}
+	h := &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, requestID: opts.RequestID}
+	for _, s := range cfg.WebhookSecrets {
+		h.secrets = append(h.secrets, sha256.Sum256([]byte(s)))
+	}
+	return h
 }
 
 func randomID(*http.Request) string {
@@ -122,7 +129,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		attrs = append(attrs, slog.String("messageId", o.messageID), slog.Bool("replayed", o.replayed))
 	}
 	if o.sessionID != "" {
-		attrs = append(attrs, slog.String("sessionId", o.sessionID))
+		// Not the id: while anyone who knows it may listen, it is a credential.
+		attrs = append(attrs, slog.String("session", logkey.Session(h.cfg.LogSessionKey, o.sessionID)))
 	}
 	if o.err != nil {
 		attrs = append(attrs, slog.String("error", o.err.Error()))
@@ -149,9 +157,9 @@ type accepted struct {
 }
 
 func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
-	if h.cfg.WebhookSecret != "" {
+	if len(h.secrets) > 0 {
 		got := r.Header.Get("X-Webhook-Secret")
-		if subtle.ConstantTimeCompare([]byte(got), []byte(h.cfg.WebhookSecret)) != 1 {
+		if !h.secretMatches(got) {
 			if got == "" {
 				return h.fail(w, http.StatusUnauthorized, "Missing X-Webhook-Secret header.")
 			}
@@ -177,9 +185,12 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
 			return h.fail(w, http.StatusUnauthorized, reason)
 		}
 	}
-	idemKey := r.Header.Get("Idempotency-Key")
-	if idemKey == "" {
-		idemKey = r.Header.Get("webhook-id")
+	idemKey, keyName := r.Header.Get("Idempotency-Key"), "Idempotency-Key"
+	if idemKey == "" || h.cfg.SigningSecret != nil {
+		// A signed request's key is its signed webhook-id: an Idempotency-Key
+		// is not signed, so a captured request replayed with a new one would
+		// otherwise store the message again.
+		idemKey, keyName = r.Header.Get("webhook-id"), "webhook-id"
 	}
 	if idemKey != "" {
 		if err := store.ValidateIdempotencyKey(idemKey); err != nil {
@@ -220,12 +231,32 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
 		o.sessionID = p.SessionID
 		return o
 	}
+	if res.Replayed && (res.Message.Text != msg.Text || res.Message.SessionID != msg.SessionID) {
+		// A sender that reuses a key (a static one in a template) would
+		// otherwise get 200s for messages that were never stored.
+		o := h.fail(w, http.StatusUnprocessableEntity, "This "+keyName+" was already used for a different message (another 'message' or 'sessionId'); nothing was stored. Send each new message with a new key.")
+		o.sessionID = p.SessionID
+		return o
+	}
 	jsonhttp.Write(w, http.StatusOK, accepted{Success: true, MessageID: res.Message.ID, Timestamp: res.Message.Timestamp})
 	result := "accepted"
 	if res.Replayed {
 		result = "idempotent replay"
 	}
 	return outcome{status: http.StatusOK, result: result, messageID: res.Message.ID, sessionID: res.Message.SessionID, replayed: res.Replayed}
+}
+
+// secretMatches compares got with every entry of WEBHOOK_SECRET, each in
+// constant time, and does not stop at a match: the time taken tells neither
+// whether nor which one matched. Comparing digests keeps the lengths out of
+// it too.
+func (h *Handler) secretMatches(got string) bool {
+	g := sha256.Sum256([]byte(got))
+	match := 0
+	for _, s := range h.secrets {
+		match |= subtle.ConstantTimeCompare(g[:], s[:])
+	}
+	return match == 1
 }
 
 // safeSession logs a rejected session id only when it is well formed.
@@ -292,15 +323,12 @@ func (h *Handler) rateLimit(ctx context.Context, w http.ResponseWriter, r *http.
 }
 
 // sourceIP is the client address: RemoteAddr (which the Lambda adapter sets
-// from API Gateway's identity), or the first X-Forwarded-For hop when the
-// operator trusts the proxy in front.
+// from API Gateway's identity), or, when the operator trusts the proxy in
+// front, the last X-Forwarded-For entry: the one that proxy appended.
 func (h *Handler) sourceIP(r *http.Request) string {
 	if h.cfg.TrustProxyHeaders {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			if ip := net.ParseIP(strings.TrimSpace(first)); ip != nil {
-				return ip.String()
-			}
+		if ip := lastForwardedFor(r.Header); ip != "" {
+			return ip
 		}
 	}
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -308,6 +336,26 @@ func (h *Handler) sourceIP(r *http.Request) string {
 		return r.RemoteAddr
 	}
 	return host
+}
+
+// lastForwardedFor is the rightmost entry of every X-Forwarded-For line
+// together, or "" when it is not an address. The entries before it were
+// written by the client and prove nothing; an unusable last entry falls back
+// to RemoteAddr, never to them.
+func lastForwardedFor(hd http.Header) string {
+	lines := hd.Values("X-Forwarded-For")
+	if len(lines) == 0 {
+		return ""
+	}
+	all := strings.Join(lines, ",")
+	last := strings.TrimSpace(all[strings.LastIndexByte(all, ',')+1:])
+	if host, _, err := net.SplitHostPort(last); err == nil {
+		last = host // a proxy that appends the port too
+	}
+	if ip := net.ParseIP(last); ip != nil {
+		return ip.String()
+	}
+	return ""
 }
 
 type healthy struct {

@@ -172,7 +172,7 @@ func TestBadInput(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
 			if tt.secret {
-				cfg.WebhookSecret = "s3cret"
+				cfg.WebhookSecrets = []string{"s3cret"}
 			}
 			if tt.signing {
 				cfg.SigningSecret = signingKey
@@ -226,7 +226,7 @@ func TestAccepted(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig()
 			if tt.secret {
-				cfg.WebhookSecret = "s3cret"
+				cfg.WebhookSecrets = []string{"s3cret"}
 			}
 			if tt.signing {
 				cfg.SigningSecret = signingKey
@@ -448,21 +448,42 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// TestTrustProxyHeaders: the trusted proxy (at RemoteAddr 10.0.0.1) appends
+// the address it saw; whatever the client wrote comes before it.
 func TestTrustProxyHeaders(t *testing.T) {
-	for _, trust := range []bool{false, true} {
-		cfg := testConfig()
-		cfg.TrustProxyHeaders = trust
-		h, _, _ := newTestHandler(t, cfg, time.Now)
-		r := httptest.NewRequest("GET", Path, nil)
-		r.RemoteAddr = "10.0.0.1:5555"
-		r.Header.Set("X-Forwarded-For", "198.51.100.7, 10.0.0.1")
-		got, want := h.sourceIP(r), "10.0.0.1"
-		if trust {
-			want = "198.51.100.7"
-		}
-		if got != want {
-			t.Fatalf("trust=%v: source %q, want %q", trust, got, want)
-		}
+	tests := []struct {
+		name  string
+		trust bool
+		xff   []string // one header line each
+		want  string
+	}{
+		{"not trusted", false, []string{"198.51.100.7"}, "10.0.0.1"},
+		{"not trusted, spoofed", false, []string{"203.0.113.9, 198.51.100.7"}, "10.0.0.1"},
+		{"one entry", true, []string{"198.51.100.7"}, "198.51.100.7"},
+		{"client-written entries before", true, []string{"203.0.113.9, 192.0.2.1,198.51.100.7"}, "198.51.100.7"},
+		{"several header lines", true, []string{"203.0.113.9, 192.0.2.1", "198.51.100.7"}, "198.51.100.7"},
+		{"client line with a trailing comma", true, []string{"203.0.113.9,", "198.51.100.7"}, "198.51.100.7"},
+		{"with a port", true, []string{"203.0.113.9, 198.51.100.7:4711"}, "198.51.100.7"},
+		{"ipv6", true, []string{"203.0.113.9, 2001:db8::1"}, "2001:db8::1"},
+		{"ipv6 with a port", true, []string{"[2001:db8::2]:443"}, "2001:db8::2"},
+		{"last entry empty", true, []string{"198.51.100.7, "}, "10.0.0.1"},
+		{"last entry not an address", true, []string{"198.51.100.7, unknown"}, "10.0.0.1"},
+		{"no header", true, nil, "10.0.0.1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.TrustProxyHeaders = tt.trust
+			h, _, _ := newTestHandler(t, cfg, time.Now)
+			r := httptest.NewRequest("GET", Path, nil)
+			r.RemoteAddr = "10.0.0.1:5555"
+			for _, line := range tt.xff {
+				r.Header.Add("X-Forwarded-For", line)
+			}
+			if got := h.sourceIP(r); got != tt.want {
+				t.Fatalf("X-Forwarded-For %q: source %q, want %q", tt.xff, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -73,7 +73,7 @@ func TestREADMEExamplesRunAsPrinted(t *testing.T) {
 		t.Run(strconv.Itoa(i)+"-"+b.lang, func(t *testing.T) {
 			cfg := testConfig()
 			if strings.Contains(b.code, "your-secret-key-here") {
-				cfg.WebhookSecret = "your-secret-key-here" // the example must send it right
+				cfg.WebhookSecrets = []string{"your-secret-key-here"} // the example must send it right
 			}
 			h, rec, _ := newTestHandler(t, cfg, time.Now)
 			// The first POST is answered 503 without reaching the handler:
