@@ -138,6 +138,11 @@ func sniffKind(kind bodyKind, body []byte) (bodyKind, []byte) {
 
 func bad(reason string) error { return &message.ValidationError{Reason: reason} }
 
+// badField is a rule broken by one field; reason reads after its name.
+func badField(field, reason string) error {
+	return &message.ValidationError{Field: field, Reason: reason}
+}
+
 // decodeJSON reads {"message": string, "sessionId"?: string|null}. It is
 // stricter than encoding/json, which replaces invalid UTF-8, takes the last
 // of duplicate keys and ignores nothing after a value in a Decoder: each of
@@ -180,7 +185,7 @@ func decodeJSON(body []byte) (payload, error) {
 				continue
 			}
 			if err := json.Unmarshal(raw, &p.Message); err != nil {
-				return payload{}, bad("Field 'message' must be a string.")
+				return payload{}, badField("message", "must be a string.")
 			}
 			haveMessage = true
 		case "sessionId":
@@ -190,7 +195,7 @@ func decodeJSON(body []byte) (payload, error) {
 				continue
 			}
 			if err := json.Unmarshal(raw, &p.SessionID); err != nil {
-				return payload{}, bad("Field 'sessionId' must be a string or null.")
+				return payload{}, badField("sessionId", "must be a string or null.")
 			}
 		}
 	}
@@ -201,7 +206,7 @@ func decodeJSON(body []byte) (payload, error) {
 		return payload{}, bad("Unexpected data after the JSON object.")
 	}
 	if !haveMessage {
-		return payload{}, bad("Field 'message' is required and must be a non-empty string.")
+		return payload{}, badField("message", "is required and must be a non-empty string.")
 	}
 	return p, nil
 }
@@ -223,7 +228,7 @@ func decodeForm(body []byte) (payload, error) {
 	}
 	msgs, ok := vals["message"]
 	if !ok {
-		return payload{}, bad("Field 'message' is required and must be a non-empty string.")
+		return payload{}, badField("message", "is required and must be a non-empty string.")
 	}
 	p := payload{Message: msgs[0], SessionID: vals.Get("sessionId")}
 	if !utf8.ValidString(p.Message) || !utf8.ValidString(p.SessionID) {

@@ -12,11 +12,10 @@ import (
 	"unicode/utf8"
 )
 
-// Defaults from DESIGN.md section 3.
-const (
-	DefaultMaxChars    = 4000
-	MaxSessionIDLength = 128
-)
+// MaxSessionIDLength is the longest session id: a rule of the contract, not
+// a setting (the message length limit is MAX_MESSAGE_CHARS, in
+// internal/config).
+const MaxSessionIDLength = 128
 
 // Message is one webhook message as stored and delivered.
 type Message struct {
@@ -30,9 +29,23 @@ type Message struct {
 func (m Message) Broadcast() bool { return m.SessionID == "" }
 
 // ValidationError is a client error whose text can be shown to the sender.
-type ValidationError struct{ Reason string }
+// Field names the input it is about ("message", "sessionId"), empty when it
+// is about no single field; Reason then reads after the field's name ("must
+// be a string."), so a caller that names the input in its own words (the
+// stream's query parameter) reuses the rule without rewording it.
+type ValidationError struct {
+	Field  string
+	Reason string
+}
 
-func (e *ValidationError) Error() string { return e.Reason }
+// Error is the sentence for the sender: "Field '<Field>' <Reason>", or
+// Reason alone.
+func (e *ValidationError) Error() string {
+	if e.Field == "" {
+		return e.Reason
+	}
+	return "Field '" + e.Field + "' " + e.Reason
+}
 
 // IsValidation reports whether err is a ValidationError.
 func IsValidation(err error) bool {
@@ -40,8 +53,8 @@ func IsValidation(err error) bool {
 	return errors.As(err, &v)
 }
 
-func invalid(format string, args ...any) error {
-	return &ValidationError{Reason: fmt.Sprintf(format, args...)}
+func invalid(field, format string, args ...any) error {
+	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
 // ValidateText checks a message body: present, valid UTF-8, not blank, and at
@@ -49,13 +62,13 @@ func invalid(format string, args ...any) error {
 // altered: trimming only decides emptiness.
 func ValidateText(text string, maxChars int) error {
 	if !utf8.ValidString(text) {
-		return invalid("Field 'message' must be valid UTF-8.")
+		return invalid("message", "must be valid UTF-8.")
 	}
 	if strings.TrimSpace(text) == "" {
-		return invalid("Field 'message' is required and must be a non-empty string.")
+		return invalid("message", "is required and must be a non-empty string.")
 	}
 	if n := utf8.RuneCountInString(text); n > maxChars {
-		return invalid("Field 'message' is too long: %d characters, the limit is %d.", n, maxChars)
+		return invalid("message", "is too long: %d characters, the limit is %d.", n, maxChars)
 	}
 	return nil
 }
@@ -65,11 +78,11 @@ func ValidateText(text string, maxChars int) error {
 // is handled before this check).
 func ValidateSessionID(id string) error {
 	if id == "" || len(id) > MaxSessionIDLength {
-		return invalid("Field 'sessionId' must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'.", MaxSessionIDLength)
+		return invalid("sessionId", "must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'.", MaxSessionIDLength)
 	}
 	for i := 0; i < len(id); i++ {
 		if !sessionIDByte(id[i]) {
-			return invalid("Field 'sessionId' must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'.", MaxSessionIDLength)
+			return invalid("sessionId", "must be 1 to %d characters of A-Z, a-z, 0-9, '.', '_', ':' or '-'.", MaxSessionIDLength)
 		}
 	}
 	return nil

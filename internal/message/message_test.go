@@ -1,6 +1,7 @@
 package message
 
 import (
+	"errors"
 	"regexp"
 	"strings"
 	"testing"
@@ -39,8 +40,12 @@ func TestValidateText(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("ValidateText error = %v, want containing %q", err, tt.wantErr)
 			}
-			if !IsValidation(err) {
-				t.Fatalf("error %v is not a ValidationError", err)
+			var ve *ValidationError
+			if !errors.As(err, &ve) || ve.Field != "message" {
+				t.Fatalf("error %#v is not a ValidationError about field message", err)
+			}
+			if want := "Field 'message' " + ve.Reason; err.Error() != want {
+				t.Fatalf("Error() = %q, want %q", err.Error(), want)
 			}
 		})
 	}
@@ -65,8 +70,13 @@ func TestValidateSessionID(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
-			if err := ValidateSessionID(tt.id); (err == nil) != tt.ok {
+			err := ValidateSessionID(tt.id)
+			if (err == nil) != tt.ok {
 				t.Fatalf("ValidateSessionID(%q) = %v, want ok=%v", tt.id, err, tt.ok)
+			}
+			var ve *ValidationError
+			if err != nil && (!errors.As(err, &ve) || ve.Field != "sessionId" || !strings.HasPrefix(ve.Reason, "must be 1 to 128 characters")) {
+				t.Fatalf("ValidateSessionID(%q) = %#v, want a ValidationError about field sessionId", tt.id, err)
 			}
 		})
 	}
@@ -92,13 +102,22 @@ func TestNewID(t *testing.T) {
 	}
 }
 
+// TestValidationErrorWithoutField: an error about no single field is its
+// reason alone.
+func TestValidationErrorWithoutField(t *testing.T) {
+	if got := (&ValidationError{Reason: "Request body is empty."}).Error(); got != "Request body is empty." {
+		t.Errorf("Error() = %q", got)
+	}
+}
+
 func FuzzValidate(f *testing.F) {
+	const maxChars = 4000 // MAX_MESSAGE_CHARS's default
 	for _, s := range []string{"", " ", "hello", "a\xff", strings.Repeat("é", 4001), "ok-session_1:2.3"} {
 		f.Add(s, s)
 	}
 	f.Fuzz(func(t *testing.T, text, session string) {
-		err := ValidateText(text, DefaultMaxChars)
-		valid := utf8.ValidString(text) && strings.TrimSpace(text) != "" && utf8.RuneCountInString(text) <= DefaultMaxChars
+		err := ValidateText(text, maxChars)
+		valid := utf8.ValidString(text) && strings.TrimSpace(text) != "" && utf8.RuneCountInString(text) <= maxChars
 		if (err == nil) != valid {
 			t.Fatalf("ValidateText(%q) = %v, want valid=%v", text, err, valid)
 		}

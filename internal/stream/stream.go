@@ -103,7 +103,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sessionID := r.URL.Query().Get("sessionId")
 	if sessionID != "" {
 		if err := message.ValidateSessionID(sessionID); err != nil {
-			jsonhttp.Error(w, http.StatusBadRequest, "Query parameter "+err.Error()[len("Field "):])
+			jsonhttp.Error(w, http.StatusBadRequest, queryError(err))
 			return
 		}
 	}
@@ -112,6 +112,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		lastEventID = r.URL.Query().Get("lastEventId")
 	}
 	h.serve(w, r, sessionID, lastEventID)
+}
+
+// queryError words a validation error about a field as one about the query
+// parameter of that name.
+func queryError(err error) string {
+	var invalid *message.ValidationError
+	if errors.As(err, &invalid) && invalid.Field != "" {
+		return "Query parameter '" + invalid.Field + "' " + invalid.Reason
+	}
+	return err.Error()
 }
 
 // cors sets CORS headers for an allowed Origin and reports whether the
