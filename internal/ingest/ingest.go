@@ -68,11 +68,12 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	if opts.RequestID == nil {
 		opts.RequestID = randomID
 	}
+	// A Config built by hand may leave the bounds zero: config's defaults.
 	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = 64 << 10
+		cfg.MaxBodyBytes = config.Defaults().MaxBodyBytes
 	}
 	if cfg.MaxMessageChars <= 0 {
-		cfg.MaxMessageChars = message.DefaultMaxChars
+		cfg.MaxMessageChars = config.Defaults().MaxMessageChars
 	}
 	if len(cfg.WebhookSecrets) == 0 && cfg.SigningSecret == nil {
 		opts.Logger.Warn("WEBHOOK_SECRET is not set: anyone who can reach POST /api/webhook can send messages")

@@ -15,8 +15,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
+	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/cursor"
 	"github.com/webhook-relay/webhook-relay/internal/message"
 	"github.com/webhook-relay/webhook-relay/internal/store"
@@ -47,14 +49,35 @@ type Notifier interface {
 	Filled(partition string, seq uint64) <-chan struct{}
 }
 
-// Options tune a Follower. Zero durations take the defaults of
-// internal/config.
+// Options tune a Follower. The stream handler passes its configuration;
+// zero durations take internal/config's defaults (HOLE_TIMEOUT,
+// POLL_INTERVAL, MESSAGE_TTL).
 type Options struct {
-	HoleTimeout  time.Duration    // wait for a missing number; default 2s
-	PollInterval time.Duration    // between reads when the store cannot notify; default 1s
+	HoleTimeout  time.Duration    // wait for a missing number
+	PollInterval time.Duration    // between reads when the store cannot notify
 	ReplayCount  int              // recent messages for a fresh stream
-	Retention    time.Duration    // message TTL; default 24h
+	Retention    time.Duration    // message TTL
 	Now          func() time.Time // clock for expiry decisions; default time.Now
+}
+
+// defaults is read once: config parses every variable's default to make it.
+var defaults = sync.OnceValue(config.Defaults)
+
+func (o Options) withDefaults() Options {
+	def := defaults()
+	if o.HoleTimeout <= 0 {
+		o.HoleTimeout = def.HoleTimeout
+	}
+	if o.PollInterval <= 0 {
+		o.PollInterval = def.PollInterval
+	}
+	if o.Retention <= 0 {
+		o.Retention = def.MessageTTL
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
 }
 
 const (
@@ -119,18 +142,7 @@ type Wake struct {
 // oldest first, each with the cursor after itself. A resumed follower
 // returns no replay: its first Poll catches up.
 func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID string) (f *Follower, replay []Delivery, reset string, err error) {
-	if opts.HoleTimeout <= 0 {
-		opts.HoleTimeout = 2 * time.Second
-	}
-	if opts.PollInterval <= 0 {
-		opts.PollInterval = time.Second
-	}
-	if opts.Retention <= 0 {
-		opts.Retention = store.DefaultTTL
-	}
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
+	opts = opts.withDefaults()
 	epoch, err := st.Epoch(ctx)
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("read store epoch: %w", err)
