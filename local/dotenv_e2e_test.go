@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 // writeFiles writes name -> content into dir.
@@ -79,7 +81,7 @@ func TestDotEnvMalformedLine(t *testing.T) {
 			t.Chdir(dir)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			out, logs := newSyncBuffer(), newSyncBuffer()
+			out, logs := new(testutil.Buffer), new(testutil.Buffer)
 			err := run(ctx, mapLookup(baseEnv(nil, "WEBHOOK_SECRET")), out, logs)
 			if err == nil {
 				t.Fatalf("run returned nil with a malformed %s; stdout:\n%s", tc.file, out.String())

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +20,8 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 // findBrowser returns the chromium to drive: $CHROME_PATH, else Debian's
@@ -38,7 +39,7 @@ func findBrowser(t *testing.T) string {
 			return p
 		}
 	}
-	missingTool(t, "chromium (apt-get install -y chromium, or set CHROME_PATH)")
+	testutil.Unavailable(t, "chromium is not available (apt-get install -y chromium, or set CHROME_PATH)")
 	return ""
 }
 
@@ -262,25 +263,14 @@ func checkPurple(t *testing.T, what, color string) {
 	}
 }
 
-// contrast is the WCAG 2 contrast ratio of two opaque colors.
+// contrast is the WCAG 2 contrast ratio of two opaque computed colors.
 func contrast(t *testing.T, c1, c2 string) float64 {
 	t.Helper()
-	lum := func(c string) float64 {
+	opaque := func(c string) testutil.RGB {
 		r, g, b, _ := parseRGB(t, c)
-		lin := func(v float64) float64 {
-			v /= 255
-			if v <= 0.03928 {
-				return v / 12.92
-			}
-			return math.Pow((v+0.055)/1.055, 2.4)
-		}
-		return 0.2126*lin(r) + 0.7152*lin(g) + 0.0722*lin(b)
+		return testutil.RGB{R: r, G: g, B: b}
 	}
-	l1, l2 := lum(c1), lum(c2)
-	if l1 < l2 {
-		l1, l2 = l2, l1
-	}
-	return (l1 + 0.05) / (l2 + 0.05)
+	return testutil.Contrast(opaque(c1), opaque(c2))
 }
 
 // setColorScheme emulates prefers-color-scheme (and reduced motion, so that

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 // The guide's "Testing locally", with `npm run dev` being `make run`:
@@ -30,8 +32,8 @@ import (
 // test runs beside a developer's own server on 3000.
 func TestGuideTestingLocallyWithMakeRun(t *testing.T) {
 	t.Parallel()
-	makePath := lookPath(t, "make")
-	curl := lookPath(t, "curl")
+	makePath := testutil.LookPath(t, "make")
+	curl := testutil.LookPath(t, "curl")
 	goTool(t) // make run needs go on PATH (subprocessEnv adds it if missing)
 
 	port := freePort(t)
@@ -55,13 +57,10 @@ func TestGuideTestingLocallyWithMakeRun(t *testing.T) {
 			_ = syscall.Kill(-pgid, syscall.SIGKILL)
 			<-p.exited
 		}
-		if t.Failed() {
-			t.Logf("make run stdout:\n%s\nstderr:\n%s", p.out.String(), p.errOut.String())
-		}
 	})
 
 	// go run compiles first: allow for a cold build cache.
-	url, printed := p.out.waitURL(t, 90*time.Second, p.exited)
+	url, printed := waitURL(t, p.out, 90*time.Second, p.exited)
 	if printed != port {
 		t.Fatalf("make run listens on %s, want the exported PORT=%d", url, port)
 	}
@@ -117,7 +116,7 @@ func TestGuideExamples(t *testing.T) {
 	examples := []struct {
 		name, tool, message string
 		args                func(bin string) []string
-		check               func(t *testing.T) // extra prerequisite, may skip
+		probe               []string // arguments with which tool must succeed first, else the test skips
 	}{
 		{
 			name: "curl", tool: "curl", message: "Hello from external service!",
@@ -149,12 +148,7 @@ func TestGuideExamples(t *testing.T) {
 console.log(JSON.stringify(await sendWebhookMessage('Alert: New property listed in Dubai Marina!')));
 `}
 			},
-			check: func(t *testing.T) {
-				out, err := exec.Command("node", "-e", "process.stdout.write(String(typeof fetch))").Output()
-				if err != nil || string(out) != "function" {
-					missingTool(t, "node with a global fetch (Node.js 18 or later)")
-				}
-			},
+			probe: []string{"-e", "if (typeof fetch !== 'function') process.exit(1)"}, // Node.js 18 or later
 		},
 		{
 			name: "Python", tool: "python3", message: "Price alert: Marina apartments -5%!",
@@ -180,20 +174,13 @@ import json
 print(json.dumps(send_webhook_message("Price alert: Marina apartments -5%!"), separators=(",", ":")))
 `}
 			},
-			check: func(t *testing.T) {
-				if err := exec.Command("python3", "-c", "import requests").Run(); err != nil {
-					missingTool(t, "the python3 module requests")
-				}
-			},
+			probe: []string{"-c", "import requests"},
 		},
 	}
 	stream := openStream(t, srv.Base, "")
 	for _, ex := range examples {
 		t.Run(ex.name, func(t *testing.T) {
-			bin := lookPath(t, ex.tool)
-			if ex.check != nil {
-				ex.check(t)
-			}
+			bin := testutil.LookPath(t, ex.tool, ex.probe...)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			args := ex.args(bin)

@@ -1,16 +1,14 @@
 package main
 
 // Shared helpers for the local adapter's tests: an in-process server started
-// through run, the built command as a subprocess, an SSE reader, and the
-// policy for tools the machine may lack (with CI=true a missing tool fails
-// the test; otherwise the test is skipped with a loud message).
+// through run, the built command as a subprocess, and an SSE reader. Tools
+// the machine may lack: testutil.LookPath and testutil.Unavailable.
 //
 // Every request these tests make goes to 127.0.0.1 (or localhost, which the
 // server's startup line prints); subprocesses get an environment without
 // proxy variables so that nothing is sent elsewhere.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -29,6 +27,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/webhook-relay/webhook-relay/internal/sse"
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 var (
@@ -49,34 +50,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	cleanupBuilt()
 	os.Exit(code)
-}
-
-// inCI reports whether missing tools must fail tests instead of skipping them.
-func inCI() bool {
-	v, _ := strconv.ParseBool(os.Getenv("CI"))
-	return v
-}
-
-// missingTool fails (CI) or skips (elsewhere, loudly) a test that needs a
-// tool this machine lacks.
-func missingTool(t testing.TB, what string) {
-	t.Helper()
-	msg := fmt.Sprintf("%s is not available; install it to run this test (.ci/run installs it)", what)
-	if inCI() {
-		t.Fatalf("CI=true: %s", msg)
-	}
-	fmt.Fprintf(os.Stderr, "\n!!! SKIPPING %s: %s\n\n", t.Name(), msg)
-	t.Skip("SKIPPED: " + msg)
-}
-
-// lookPath finds a tool or fails/skips the test.
-func lookPath(t testing.TB, name string) string {
-	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		missingTool(t, name)
-	}
-	return p
 }
 
 // goTool returns the go command that runs these tests.
@@ -123,52 +96,28 @@ func subprocessEnv(overrides ...string) []string {
 	return append(env, overrides...)
 }
 
-// syncBuffer collects a process's output; ready is closed once the startup
-// line with the URL has been written.
-type syncBuffer struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	url   string
-	ready chan struct{}
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{ready: make(chan struct{})} }
-
 var urlRE = regexp.MustCompile(`http://localhost:([0-9]+)`)
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Write(p)
-	if b.url == "" {
-		if m := urlRE.FindString(b.buf.String()); m != "" {
-			b.url = m
-			close(b.ready)
+// waitURL waits for the startup line in out and returns the printed URL and
+// port.
+func waitURL(t testing.TB, out *testutil.Buffer, timeout time.Duration, exited <-chan struct{}) (string, int) {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		if m := urlRE.FindStringSubmatch(out.String()); m != nil {
+			port, _ := strconv.Atoi(m[1])
+			return m[0], port
+		}
+		select {
+		case <-exited:
+			if m := urlRE.FindStringSubmatch(out.String()); m == nil {
+				t.Fatalf("the server exited before printing its URL; output:\n%s", out)
+			}
+		case <-deadline:
+			t.Fatalf("no startup line with the URL within %s; output:\n%s", timeout, out)
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return len(p), nil
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitURL waits for the startup line and returns the printed URL and port.
-func (b *syncBuffer) waitURL(t testing.TB, timeout time.Duration, exited <-chan struct{}) (string, int) {
-	t.Helper()
-	select {
-	case <-b.ready:
-	case <-exited:
-		t.Fatalf("the server exited before printing its URL; output:\n%s", b.String())
-	case <-time.After(timeout):
-		t.Fatalf("no startup line with the URL within %s; output:\n%s", timeout, b.String())
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	port, _ := strconv.Atoi(strings.TrimPrefix(b.url, "http://localhost:"))
-	return b.url, port
 }
 
 // testServer is the command's run function serving in-process.
@@ -176,8 +125,8 @@ type testServer struct {
 	URL  string // as printed: http://localhost:<port>
 	Base string // http://127.0.0.1:<port>, for the test's own requests
 	Port int
-	Out  *syncBuffer
-	Log  *syncBuffer
+	Out  *testutil.Buffer
+	Log  *testutil.Buffer
 }
 
 // baseEnv is the configuration of an in-process server: memory store, a free
@@ -212,14 +161,14 @@ func mapLookup(env map[string]string) func(string) (string, bool) {
 func startServer(t testing.TB, env map[string]string) *testServer {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out, logs := newSyncBuffer(), newSyncBuffer()
+	out, logs := new(testutil.Buffer), new(testutil.Buffer)
 	done := make(chan error, 1)
 	exited := make(chan struct{})
 	go func() {
 		done <- run(ctx, mapLookup(env), out, logs)
 		close(exited)
 	}()
-	url, port := out.waitURL(t, 10*time.Second, exited)
+	url, port := waitURL(t, out, 10*time.Second, exited)
 	t.Cleanup(func() {
 		stopping := time.Now()
 		cancel()
@@ -338,34 +287,22 @@ func openStream(t testing.TB, base, query string) *sseStream {
 	go func() {
 		defer close(s.done)
 		defer resp.Body.Close()
-		br := bufio.NewReader(resp.Body)
-		var id string
-		var data []string
+		rd := sse.NewReader(resp.Body)
 		for {
-			line, err := br.ReadString('\n')
+			e, err := rd.Next()
 			if err != nil {
 				s.err = err
 				return
 			}
-			line = strings.TrimRight(line, "\r\n")
-			switch {
-			case line == "":
-				if len(data) > 0 {
-					ev := sseEvent{ID: id}
-					if json.Unmarshal([]byte(strings.Join(data, "\n")), &ev.Data) == nil {
-						select {
-						case s.events <- ev:
-						case <-ctx.Done():
-							s.err = ctx.Err()
-							return
-						}
-					}
-				}
-				data = nil
-			case strings.HasPrefix(line, "data:"):
-				data = append(data, strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
-			case strings.HasPrefix(line, "id:"):
-				id = strings.TrimPrefix(strings.TrimPrefix(line, "id:"), " ")
+			ev := sseEvent{ID: e.ID}
+			if json.Unmarshal([]byte(e.Data), &ev.Data) != nil {
+				continue
+			}
+			select {
+			case s.events <- ev:
+			case <-ctx.Done():
+				s.err = ctx.Err()
+				return
 			}
 		}
 	}()
@@ -490,20 +427,34 @@ func cleanupBuilt() {
 // process is a started subprocess whose output is collected.
 type process struct {
 	cmd    *exec.Cmd
-	out    *syncBuffer
-	errOut *syncBuffer
+	out    *testutil.Buffer
+	errOut *testutil.Buffer
 	exited chan struct{}
 	err    error // Wait's result, valid after exited is closed
 }
 
+// startProcess starts cmd; at the end of the test it is killed if it still
+// runs, and its output is logged if the test failed. Cleanups the caller
+// registers afterwards (a graceful stop) run before that.
 func startProcess(t testing.TB, cmd *exec.Cmd) *process {
 	t.Helper()
-	p := &process{cmd: cmd, out: newSyncBuffer(), errOut: newSyncBuffer(), exited: make(chan struct{})}
+	p := &process{cmd: cmd, out: new(testutil.Buffer), errOut: new(testutil.Buffer), exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.out, p.errOut
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	go func() { p.err = cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("%s stdout:\n%s\nstderr:\n%s", strings.Join(cmd.Args, " "), p.out, p.errOut)
+		}
+	})
 	return p
 }
 

@@ -22,18 +22,7 @@ func TestShutdownOnSIGTERMEndsStreamsCleanly(t *testing.T) {
 		"WEBHOOK_SECRET=", "WEBHOOK_SIGNING_SECRET=", "DYNAMODB_ENDPOINT=",
 		"RATE_LIMIT_PER_MINUTE=0", "SESSION_RATE_LIMIT_PER_MINUTE=0")
 	p := startProcess(t, cmd)
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("stdout:\n%s\nstderr:\n%s", p.out.String(), p.errOut.String())
-		}
-	})
-	_, port := p.out.waitURL(t, 20*time.Second, p.exited)
+	_, port := waitURL(t, p.out, 20*time.Second, p.exited)
 	base := "http://127.0.0.1:" + itoa(port)
 
 	withSession := openStream(t, base, "sessionId=shutdown-test")
@@ -78,18 +67,7 @@ func TestShutdownWithIdleBrowserConnection(t *testing.T) {
 	cmd.Env = subprocessEnv("HOST=127.0.0.1", "PORT=0",
 		"WEBHOOK_SECRET=", "WEBHOOK_SIGNING_SECRET=", "DYNAMODB_ENDPOINT=")
 	p := startProcess(t, cmd)
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.exited
-		}
-		if t.Failed() {
-			t.Logf("stdout:\n%s\nstderr:\n%s", p.out.String(), p.errOut.String())
-		}
-	})
-	_, port := p.out.waitURL(t, 20*time.Second, p.exited)
+	_, port := waitURL(t, p.out, 20*time.Second, p.exited)
 	base := "http://127.0.0.1:" + itoa(port)
 	stream := openStream(t, base, "sessionId=idle-conn-test")
 	idle, err := net.Dial("tcp", "127.0.0.1:"+itoa(port))

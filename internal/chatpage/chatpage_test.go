@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 func serve(t *testing.T, h http.Handler, method, target string, hdr map[string]string) (*http.Response, string) {
@@ -346,7 +347,7 @@ func TestBubbleColours(t *testing.T) {
 		if r := contrast(get(css, "user-fg"), get(css, "user-bg")); r < 4.5 {
 			t.Errorf("%s: user bubble contrast %.2f < 4.5", scheme, r)
 		}
-		if r, g, b := rgb(bg); !(b > g && r > g) {
+		if c := testutil.Hex(bg); !(c.B > c.G && c.R > c.G) {
 			t.Errorf("%s: webhook bubble %s is not purple", scheme, bg)
 		}
 	}
@@ -355,42 +356,5 @@ func TestBubbleColours(t *testing.T) {
 	}
 }
 
-func TestContrast(t *testing.T) {
-	for _, tc := range []struct {
-		a, b string
-		want float64
-	}{
-		{"#000000", "#ffffff", 21},
-		{"#ffffff", "#ffffff", 1},
-		{"#777777", "#ffffff", 4.48},
-	} {
-		if got := contrast(tc.a, tc.b); math.Abs(got-tc.want) > 0.01 {
-			t.Errorf("contrast(%s, %s) = %.3f, want %.2f", tc.a, tc.b, got, tc.want)
-		}
-	}
-}
-
-func rgb(hex string) (r, g, b float64) {
-	v, _ := strconv.ParseUint(strings.TrimPrefix(hex, "#"), 16, 32)
-	return float64(v >> 16 & 0xff), float64(v >> 8 & 0xff), float64(v & 0xff)
-}
-
 // contrast is the WCAG 2 contrast ratio of two #rrggbb colours.
-func contrast(a, b string) float64 {
-	lum := func(hex string) float64 {
-		r, g, b := rgb(hex)
-		lin := func(c float64) float64 {
-			c /= 255
-			if c <= 0.03928 {
-				return c / 12.92
-			}
-			return math.Pow((c+0.055)/1.055, 2.4)
-		}
-		return 0.2126*lin(r) + 0.7152*lin(g) + 0.0722*lin(b)
-	}
-	la, lb := lum(a), lum(b)
-	if la < lb {
-		la, lb = lb, la
-	}
-	return (la + 0.05) / (lb + 0.05)
-}
+func contrast(a, b string) float64 { return testutil.Contrast(testutil.Hex(a), testutil.Hex(b)) }

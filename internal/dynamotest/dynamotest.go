@@ -37,6 +37,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 // EnvEndpoint names the environment variable holding the endpoint of a DynamoDB Local
@@ -62,21 +64,11 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-// inCI reports whether CI=true (then an unavailable DynamoDB Local fails tests instead
-// of skipping them).
-func inCI() bool {
-	v, err := strconv.ParseBool(os.Getenv("CI"))
-	return err == nil && v
-}
-
-// unavailable fails the test in CI and skips it elsewhere.
+// unavailable fails the test with CI=true and skips it elsewhere
+// (testutil.Unavailable).
 func unavailable(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if inCI() {
-		t.Fatalf("dynamotest: DynamoDB Local unavailable (CI=true, not skipping): %s", msg)
-	}
-	t.Skipf("dynamotest: SKIPPING — DynamoDB Local unavailable: %s (install java 17+ and npm, or set %s; with CI=true this is a failure)", msg, EnvEndpoint)
+	testutil.Unavailable(t, "DynamoDB Local unavailable: %s (install java 17+ and npm, or set %s)", fmt.Sprintf(format, args...), EnvEndpoint)
 }
 
 var shared struct {
@@ -257,25 +249,16 @@ func runScript(stateDir string, args ...string) (string, error) {
 	return out, nil
 }
 
-// repoRoot walks up from the working directory to the directory holding go.mod.
+// repoRoot is the module root, which must hold the script.
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := testutil.RepoRoot()
 	if err != nil {
 		return "", err
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			if _, err := os.Stat(filepath.Join(dir, scriptPath)); err != nil {
-				return "", fmt.Errorf("repository root %s has no %s", dir, scriptPath)
-			}
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("go.mod not found above the working directory")
-		}
-		dir = parent
+	if _, err := os.Stat(filepath.Join(dir, scriptPath)); err != nil {
+		return "", fmt.Errorf("repository root %s has no %s", dir, scriptPath)
 	}
+	return dir, nil
 }
 
 // Client returns a DynamoDB client for endpoint with static credentials

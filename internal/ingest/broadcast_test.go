@@ -1,7 +1,6 @@
 package ingest_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"io"
@@ -15,6 +14,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
 	"github.com/webhook-relay/webhook-relay/internal/server"
+	"github.com/webhook-relay/webhook-relay/internal/sse"
 	"github.com/webhook-relay/webhook-relay/internal/stream"
 )
 
@@ -25,7 +25,7 @@ type event struct {
 	SessionID *string `json:"sessionId"`
 }
 
-// openStream reads the stream's data lines into a channel until the test ends.
+// openStream reads the stream's events into a channel until the test ends.
 func openStream(t *testing.T, ctx context.Context, url string) <-chan event {
 	t.Helper()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -43,14 +43,14 @@ func openStream(t *testing.T, ctx context.Context, url string) <-chan event {
 	go func() {
 		defer resp.Body.Close()
 		defer close(events)
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			data, ok := strings.CutPrefix(sc.Text(), "data: ")
-			if !ok {
-				continue
+		rd := sse.NewReader(resp.Body)
+		for {
+			e, err := rd.Next()
+			if err != nil {
+				return
 			}
 			var ev event
-			if json.Unmarshal([]byte(data), &ev) == nil {
+			if json.Unmarshal([]byte(e.Data), &ev) == nil {
 				events <- ev
 			}
 		}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 // readmeBlock is one fenced code block of README.md.
@@ -31,24 +32,6 @@ func readmeBlocks(t *testing.T) []readmeBlock {
 		blocks = append(blocks, readmeBlock{m[1], m[2]})
 	}
 	return blocks
-}
-
-// needTool fails with CI=true (make test installs every tool) and skips,
-// loudly, elsewhere.
-func needTool(t *testing.T, name string, probe ...string) {
-	t.Helper()
-	_, err := exec.LookPath(name)
-	if err == nil && len(probe) > 0 {
-		err = exec.Command(name, probe...).Run()
-	}
-	if err == nil {
-		return
-	}
-	msg := name + " " + strings.Join(probe, " ") + " is not available (make deps installs it)"
-	if ci, _ := strconv.ParseBool(os.Getenv("CI")); ci {
-		t.Fatalf("CI=true: %s", msg)
-	}
-	t.Skip("SKIPPED: " + msg)
 }
 
 // TestREADMEExamplesRunAsPrinted runs every sender example of README.md as
@@ -102,16 +85,16 @@ func TestREADMEExamplesRunAsPrinted(t *testing.T) {
 			var argv []string
 			switch b.lang {
 			case "sh":
-				needTool(t, "curl", "--version")
+				testutil.LookPath(t, "curl", "--version")
 				argv = []string{"sh", "-c", code}
 			case "javascript":
-				needTool(t, "node", "-e", "if (typeof fetch !== 'function') process.exit(1)")
+				testutil.LookPath(t, "node", "-e", "if (typeof fetch !== 'function') process.exit(1)")
 				if err := os.WriteFile(filepath.Join(dir, "send.mjs"), []byte(code), 0o600); err != nil {
 					t.Fatal(err)
 				}
 				argv = []string{"node", "send.mjs"}
 			case "python":
-				needTool(t, "python3", "-c", "import requests")
+				testutil.LookPath(t, "python3", "-c", "import requests")
 				if err := os.WriteFile(filepath.Join(dir, "send.py"), []byte(code), 0o600); err != nil {
 					t.Fatal(err)
 				}

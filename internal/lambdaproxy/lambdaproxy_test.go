@@ -3,15 +3,12 @@ package lambdaproxy_test
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -28,43 +25,12 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/store"
 	"github.com/webhook-relay/webhook-relay/internal/store/memstore"
 	"github.com/webhook-relay/webhook-relay/internal/stream"
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
-
-func fixture(t *testing.T, name string) json.RawMessage {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// proxyResponse covers API Gateway responses of both payload versions.
-type proxyResponse struct {
-	StatusCode        int                 `json:"statusCode"`
-	Headers           map[string]string   `json:"headers"`
-	MultiValueHeaders map[string][]string `json:"multiValueHeaders"`
-	Body              string              `json:"body"`
-	IsBase64Encoded   bool                `json:"isBase64Encoded"`
-}
-
-func (r proxyResponse) header(name string) string {
-	for k, v := range r.Headers {
-		if strings.EqualFold(k, name) {
-			return v
-		}
-	}
-	for k, v := range r.MultiValueHeaders {
-		if strings.EqualFold(k, name) && len(v) > 0 {
-			return v[0]
-		}
-	}
-	return ""
-}
 
 // invoke runs the Lambda handler as the runtime would: the event's JSON in,
 // the response marshalled to JSON out.
-func invoke(t *testing.T, h func(context.Context, json.RawMessage) (any, error), event json.RawMessage) proxyResponse {
+func invoke(t *testing.T, h func(context.Context, json.RawMessage) (any, error), event json.RawMessage) testutil.GatewayResponse {
 	t.Helper()
 	ctx := lambdacontext.NewContext(t.Context(), &lambdacontext.LambdaContext{AwsRequestID: "fixture-request"})
 	out, err := h(ctx, event)
@@ -75,18 +41,7 @@ func invoke(t *testing.T, h func(context.Context, json.RawMessage) (any, error),
 	if err != nil {
 		t.Fatal(err)
 	}
-	var r proxyResponse
-	if err := json.Unmarshal(raw, &r); err != nil {
-		t.Fatalf("response %s: %v", raw, err)
-	}
-	if r.IsBase64Encoded {
-		b, err := base64.StdEncoding.DecodeString(r.Body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.Body = string(b)
-	}
-	return r
+	return testutil.ParseGatewayResponse(t, raw)
 }
 
 func testConfig() config.Config {
@@ -99,63 +54,48 @@ func testConfig() config.Config {
 // TestAPIGatewayFixtures drives the ingest handler through the adapter with
 // API Gateway events of both payload versions, as the webhook function does.
 func TestAPIGatewayFixtures(t *testing.T) {
-	tests := []struct {
-		fixture string
-		status  int
-		stored  string // text stored in session fixture-session, or ""
-		errHas  string // for errors: part of the JSON error sentence
-		health  bool
-	}{
-		{fixture: "apigw-v1-post.json", status: 200, stored: "Hello from API Gateway REST (payload 1.0)"},
-		{fixture: "apigw-v1-post-invalid.json", status: 400, errHas: "'message' is required"},
-		{fixture: "apigw-v1-health.json", status: 200, health: true},
-		{fixture: "apigw-v2-post.json", status: 200, stored: "Hello from API Gateway HTTP API (payload 2.0)"},
-		{fixture: "apigw-v2-post-form.json", status: 200, stored: "Hello from a Zapier form"},
-		{fixture: "apigw-v2-post-invalid.json", status: 400, errHas: "sessionId"},
-		{fixture: "apigw-v2-health.json", status: 200, health: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.fixture, func(t *testing.T) {
+	for _, tt := range testutil.GatewayCases {
+		t.Run(tt.Event, func(t *testing.T) {
 			st := memstore.New(store.Options{})
 			var logs bytes.Buffer
 			log := slog.New(slog.NewJSONHandler(&logs, nil))
 			h := lambdaproxy.APIGateway(lambdaproxy.Recover(
 				ingest.New(st, testConfig(), ingest.Options{Logger: log, RequestID: lambdaproxy.RequestID}), log))
 
-			r := invoke(t, h, fixture(t, tt.fixture))
-			if r.StatusCode != tt.status {
-				t.Fatalf("status %d, want %d; body %s", r.StatusCode, tt.status, r.Body)
+			r := invoke(t, h, testutil.Event(t, tt.Event))
+			if r.StatusCode != tt.Status {
+				t.Fatalf("status %d, want %d; body %s", r.StatusCode, tt.Status, r.Body)
 			}
-			if ct := r.header("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+			if ct := r.Header("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 				t.Errorf("Content-Type %q, want application/json", ct)
 			}
 			var body map[string]any
 			if err := json.Unmarshal([]byte(r.Body), &body); err != nil {
 				t.Fatalf("body %q is not JSON: %v", r.Body, err)
 			}
-			head, err := st.Head(t.Context(), store.Partition("fixture-session"))
+			head, err := st.Head(t.Context(), store.Partition(testutil.FixtureSession))
 			if err != nil {
 				t.Fatal(err)
 			}
 			switch {
-			case tt.health:
+			case tt.Health:
 				if body["status"] != "ok" || body["activeConnections"] != float64(0) {
 					t.Errorf("health body %s", r.Body)
 				}
-			case tt.stored != "":
+			case tt.Stored != "":
 				if body["success"] != true || body["messageId"] == nil || body["timestamp"] == nil {
 					t.Fatalf("body %s, want success with messageId and timestamp", r.Body)
 				}
-				entries, err := st.Read(t.Context(), store.Partition("fixture-session"), 0, 10)
+				entries, err := st.Read(t.Context(), store.Partition(testutil.FixtureSession), 0, 10)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(entries) != 1 || entries[0].Message.Text != tt.stored || entries[0].Message.ID != body["messageId"] {
-					t.Errorf("stored %+v, want one message %q with id %v", entries, tt.stored, body["messageId"])
+				if len(entries) != 1 || entries[0].Message.Text != tt.Stored || entries[0].Message.ID != body["messageId"] {
+					t.Errorf("stored %+v, want one message %q with id %v", entries, tt.Stored, body["messageId"])
 				}
 			default:
-				if body["success"] != false || !strings.Contains(body["error"].(string), tt.errHas) {
-					t.Errorf("body %s, want success false and an error about %q", r.Body, tt.errHas)
+				if body["success"] != false || !strings.Contains(body["error"].(string), tt.ErrHas) {
+					t.Errorf("body %s, want success false and an error about %q", r.Body, tt.ErrHas)
 				}
 				if head.Seq != 0 {
 					t.Errorf("bad input took sequence number %d: something changed", head.Seq)
@@ -194,14 +134,14 @@ func TestRecover(t *testing.T) {
 		var logs bytes.Buffer
 		p := &panicky{}
 		h := lambdaproxy.APIGateway(lambdaproxy.Recover(p, slog.New(slog.NewJSONHandler(&logs, nil))))
-		r := invoke(t, h, fixture(t, "apigw-v2-health.json"))
+		r := invoke(t, h, testutil.Event(t, "apigw-v2-health.json"))
 		if r.StatusCode != 500 || r.Body != "{\"success\":false,\"error\":\"Internal error.\"}\n" {
 			t.Errorf("panic answered %d %q", r.StatusCode, r.Body)
 		}
 		if !strings.Contains(logs.String(), "handler panic") || !strings.Contains(logs.String(), "boom") {
 			t.Errorf("panic not logged:\n%s", logs.String())
 		}
-		if r := invoke(t, h, fixture(t, "apigw-v2-health.json")); r.StatusCode != http.StatusNoContent {
+		if r := invoke(t, h, testutil.Event(t, "apigw-v2-health.json")); r.StatusCode != http.StatusNoContent {
 			t.Errorf("after the panic: status %d, want 204", r.StatusCode)
 		}
 	})
@@ -212,7 +152,7 @@ func TestRecover(t *testing.T) {
 		p := &panicky{}
 		h := lambdaurl.Wrap(lambdaproxy.Recover(p, slog.New(slog.DiscardHandler)))
 		var ev events.LambdaFunctionURLRequest
-		if err := json.Unmarshal(fixture(t, "function-url-stream.json"), &ev); err != nil {
+		if err := json.Unmarshal(testutil.Event(t, "function-url-stream.json"), &ev); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := h(t.Context(), &ev)
@@ -262,7 +202,7 @@ func TestFunctionURLStreamProgressive(t *testing.T) {
 	}), slog.New(slog.DiscardHandler)))
 
 	var ev events.LambdaFunctionURLRequest
-	if err := json.Unmarshal(fixture(t, "function-url-stream.json"), &ev); err != nil {
+	if err := json.Unmarshal(testutil.Event(t, "function-url-stream.json"), &ev); err != nil {
 		t.Fatal(err)
 	}
 	// A Lambda context: it carries the invocation's deadline.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,26 +18,10 @@ import (
 
 	"github.com/webhook-relay/webhook-relay/internal/dynamotest"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 func TestMain(m *testing.M) { dynamotest.Main(m) }
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 func buildTestFunction(t *testing.T, name string) string {
 	t.Helper()
@@ -57,7 +39,7 @@ func TestRunServesBothFunctionsAndShutsDown(t *testing.T) {
 	stream := buildTestFunction(t, "streamfn")
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	stdout, stderr := new(syncBuffer), new(syncBuffer)
+	stdout, stderr := new(testutil.Buffer), new(testutil.Buffer)
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"-webhook", webhook, "-stream", stream, "-addr", "127.0.0.1:0"}, stdout, stderr)

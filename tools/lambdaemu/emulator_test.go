@@ -1,7 +1,6 @@
 package lambdaemu
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"go.uber.org/goleak"
+
+	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
 var binDir string
@@ -70,28 +71,10 @@ func buildFunction(t testing.TB, name string) string {
 	return b.path
 }
 
-// syncBuffer collects the output of processes and of the emulator's logger.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // start runs testdata/<name> under an emulator closed at the end of the test.
 func start(t *testing.T, name string, configure func(*Function)) *Emulator {
 	t.Helper()
-	out := new(syncBuffer)
+	out := new(testutil.Buffer)
 	fn := Function{
 		Path:   buildFunction(t, name),
 		Env:    []string{"PATH=" + os.Getenv("PATH")},
@@ -445,7 +428,7 @@ func TestStreamErrorTrailers(t *testing.T) {
 // panic unwinds: the runtime may post a complete, empty 200 response before
 // the process dies. So the caller sees either that, or an *ExitError.
 func TestStreamPanicKillsTheProcess(t *testing.T) {
-	stderr := new(syncBuffer)
+	stderr := new(testutil.Buffer)
 	e := start(t, "streamfn", func(fn *Function) { fn.Stderr = io.MultiWriter(fn.Stderr, stderr) })
 	resp, err := e.InvokeStream(t.Context(), urlEvent(t, "GET", "/panic"))
 	if err == nil {
