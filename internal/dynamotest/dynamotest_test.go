@@ -3,6 +3,7 @@ package dynamotest
 import (
 	"context"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,16 +32,18 @@ func TestEndpointListTables(t *testing.T) {
 	t.Cleanup(func() {
 		_, _ = c.DeleteTable(context.Background(), &dynamodb.DeleteTableInput{TableName: aws.String(table)})
 	})
-	out, err := c.ListTables(ctx, &dynamodb.ListTablesInput{})
-	if err != nil {
-		t.Fatalf("ListTables: %v", err)
+	// Every page: a DynamoDB Local shared by a whole run holds hundreds of
+	// tables, and one page lists 100.
+	var names []string
+	for p := dynamodb.NewListTablesPaginator(c, &dynamodb.ListTablesInput{}); p.HasMorePages(); {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			t.Fatalf("ListTables: %v", err)
+		}
+		names = append(names, out.TableNames...)
 	}
-	found := false
-	for _, n := range out.TableNames {
-		found = found || n == table
-	}
-	if !found {
-		t.Fatalf("ListTables = %v, missing %q", out.TableNames, table)
+	if !slices.Contains(names, table) {
+		t.Fatalf("ListTables (%d tables) is missing %q", len(names), table)
 	}
 	putItem(ctx, t, c, table, "k1")
 	if !hasItem(ctx, t, c, table, "k1") {
