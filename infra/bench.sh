@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The body of `make bench`: build the local adapter and the load generator, run T1-T5
-# (issue 7) against the relay and against loadgen's built-in floor server, back to back,
-# and write docs/benchmarks.md. Everything runs on 127.0.0.1; every server started here
+# (the tests and targets docs/benchmarks.md states) against the relay and against
+# loadgen's built-in floor server, back to back, and write docs/benchmarks.md. Everything runs on 127.0.0.1; every server started here
 # is stopped by its pid when the script ends, also on failure or Ctrl-C.
 #
 #   infra/bench.sh                     # the published set, about 12 minutes
