@@ -39,7 +39,8 @@ import (
 	"github.com/webhook-relay/webhook-relay/tools/lambdaemu"
 )
 
-// The AWS Lambda Runtime Interface Emulator, pinned (DESIGN.md section 6).
+// The AWS Lambda Runtime Interface Emulator, pinned (docs/design.md, "Real
+// components").
 const (
 	riePackage = "github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie"
 	rieVersion = "v0.0.0-20261030222936-bef5c4ba774d"
