@@ -1,6 +1,7 @@
 // Package config reads the service's environment variables once at start
-// (DESIGN.md section 3). The same names work locally and on Lambda; a value
-// that makes no sense stops the process with an error naming the variable.
+// (the README's configuration table). The same names work locally and on
+// Lambda; every default lives here (Variables, Defaults); a value that
+// makes no sense stops the process with an error naming the variable.
 package config
 
 import (
@@ -97,7 +98,7 @@ func Variables() []Var {
 			func(c *Config, v string) error { c.TableName = v; return nonEmpty(v) }},
 		{"DYNAMODB_ENDPOINT", "", "DynamoDB Local or another endpoint; for the local adapter it selects DynamoDB instead of the memory store.", both, true,
 			setDynamoDBEndpoint},
-		{"MESSAGE_TTL", "24h", "Retention of messages (and tombstones); at least " + MinMessageTTL.String() + ".", both, false, setMessageTTL},
+		{"MESSAGE_TTL", durationText(store.DefaultTTL), "Retention of messages (and tombstones); at least " + MinMessageTTL.String() + ".", both, false, setMessageTTL},
 		{"REPLAY_COUNT", "5", "Recent messages replayed to a new stream, in total across its partitions.", Stream | Local, false, integer(func(c *Config) *int { return &c.ReplayCount }, 0, 1000)},
 		{"HEARTBEAT_INTERVAL", "30s", "SSE heartbeat comment interval; connection leases are renewed with it.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, 1)},
 		{"POLL_INTERVAL", "1s", "How often a stream reads DynamoDB for new messages (the memory store wakes streams at once).", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.PollInterval }, 1)},
@@ -139,6 +140,19 @@ func Variables() []Var {
 		{"HOST", "127.0.0.1", "Local adapter bind address.", Local, true,
 			func(c *Config, v string) error { c.Host = v; return nonEmpty(v) }},
 	}
+}
+
+// durationText writes d as a default is written in the README: 24h, not
+// 24h0m0s.
+func durationText(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }
 
 // Load parses the variables component reads, taking values from getenv

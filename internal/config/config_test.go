@@ -223,3 +223,14 @@ func TestLogSessionKey(t *testing.T) {
 		t.Fatal("LOG_SESSION_KEY has a default")
 	}
 }
+
+func TestDurationText(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		24 * time.Hour: "24h", 14 * time.Minute: "14m", 30 * time.Second: "30s",
+		90 * time.Minute: "1h30m", 1500 * time.Millisecond: "1.5s",
+	} {
+		if got := durationText(d); got != want {
+			t.Errorf("durationText(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

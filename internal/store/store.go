@@ -1,6 +1,6 @@
 // Package store holds what the message stores share: the partition and entry
 // model, the errors callers act on, and the sentinel values of the data model
-// (DESIGN.md section 4). The stores themselves live in memstore and
+// (docs/design.md, "Data model"). The stores themselves live in memstore and
 // dynamostore; their common behaviour is pinned by storetest.
 package store
 
@@ -54,8 +54,8 @@ type Options struct {
 	BeforeWrite AppendHook       // test seam between taking a number and writing
 }
 
-// DefaultTTL is the retention of a store whose Options leave it zero; the
-// service always passes config's MESSAGE_TTL.
+// DefaultTTL is the retention of a store whose Options leave it zero, and
+// the default of config's MESSAGE_TTL, which the service always passes.
 const DefaultTTL = 24 * time.Hour
 
 // WithDefaults fills the zero fields.

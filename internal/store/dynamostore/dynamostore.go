@@ -1,5 +1,6 @@
 // Package dynamostore is the DynamoDB message store: one table with string
-// keys pk and sk and the TTL attribute expiresAt (DESIGN.md section 4).
+// keys pk and sk and the TTL attribute expiresAt (docs/design.md, "Data
+// model").
 //
 // Items:
 //

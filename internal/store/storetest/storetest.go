@@ -1,6 +1,6 @@
 // Package storetest is the conformance suite every message store must pass:
 // the same tests, run against the memory store and against DynamoDB Local,
-// pin the semantics of DESIGN.md sections 4 and 5. Readers are exercised
+// pin the data model and the guarantees of docs/design.md. Readers are exercised
 // through tail.Follower, the reader the streams use.
 package storetest
 
