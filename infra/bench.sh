@@ -67,12 +67,13 @@ fi
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/webhook-relay-bench.XXXXXX")"
 RES="${BENCH_RESULTS:-$tmp/results}"
 mkdir -p "$RES"
-RELAY_PID=""
+# shellcheck source=infra/relay.sh
+. "$ROOT/infra/relay.sh"
 PROXY_PID=""
 DDB_STATE=""
 cleanup() {
 	local rc=$?
-	stop_relay
+	relay_stop
 	if [[ -n "$PROXY_PID" ]]; then
 		kill -TERM "$PROXY_PID" 2>/dev/null || true
 		wait "$PROXY_PID" 2>/dev/null || true
@@ -99,42 +100,13 @@ go build -o build/host/loadgen ./local/loadgen
 LOCAL="$ROOT/build/host/local"
 LOADGEN="$ROOT/build/host/loadgen"
 
-# start_relay NAME [VAR=VALUE...]: start the local adapter on a free port, in its own
-# directory (so no .env file of the checkout applies), logs to a file; sets RELAY_PID and
-# RELAY_URL.
+# start_relay NAME [VAR=VALUE...]: the local adapter without rate limits or replay (and
+# with the variables given) in a directory of its own; sets RELAY_PID and RELAY_URL.
 start_relay() {
 	local name="$1"
 	shift
-	local dir="$tmp/relay-$name"
-	mkdir -p "$dir"
-	(cd "$dir" && exec env PORT=0 HOST=127.0.0.1 RATE_LIMIT_PER_MINUTE=0 SESSION_RATE_LIMIT_PER_MINUTE=0 \
-		REPLAY_COUNT=0 "$@" "$LOCAL" >"$dir/stdout" 2>"$dir/stderr") &
-	RELAY_PID=$!
-	local i port=""
-	for ((i = 0; i < 300; i++)); do # 30 s
-		port="$(grep -o 'listening on http://[^:]*:[0-9]*' "$dir/stdout" 2>/dev/null | grep -o '[0-9]*$' || true)"
-		[[ -n "$port" ]] && break
-		kill -0 "$RELAY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [[ -z "$port" ]]; then
-		tail -n 20 "$dir/stderr" >&2 || true
+	relay_start "$tmp/relay-$name" "$LOCAL" RATE_LIMIT_PER_MINUTE=0 SESSION_RATE_LIMIT_PER_MINUTE=0 REPLAY_COUNT=0 "$@" ||
 		die "the local adapter ($name) did not start"
-	fi
-	RELAY_URL="http://127.0.0.1:$port"
-}
-
-stop_relay() {
-	[[ -n "$RELAY_PID" ]] || return 0
-	kill -TERM "$RELAY_PID" 2>/dev/null || true
-	local i
-	for ((i = 0; i < 100; i++)); do # 10 s (shutdown grace is 5 s)
-		kill -0 "$RELAY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$RELAY_PID" 2>/dev/null || true
-	wait "$RELAY_PID" 2>/dev/null || true
-	RELAY_PID=""
 }
 
 # loadgen_run FILE ARGS...: one run; exit status 3 (a check failed) still leaves FILE.
@@ -162,7 +134,7 @@ pair() {
 		if [[ "$kind" == relay ]]; then
 			start_relay "$test-$rep"
 			loadgen_run "$RES/${test}__relay__$rep.json" -label "$test relay" -target "$RELAY_URL" -server-pid "$RELAY_PID" "$@"
-			stop_relay
+			relay_stop
 		else
 			loadgen_run "$RES/${test}__floor__$rep.json" -label "$test floor" -floor "$@"
 		fi
@@ -212,7 +184,7 @@ if want t5; then
 			loadgen_run "$RES/${test}__relay__1.json" -label "$test" -target "$RELAY_URL" -server-pid "$RELAY_PID" \
 				"${args[@]}" -concurrency 32 -duration "$D" -idle-phase "$T5IDLE" -idempotency -drain 15s \
 				-ddb-counts "$proxy/__loadgen/counts"
-			stop_relay
+			relay_stop
 		done
 	done
 fi

@@ -47,18 +47,11 @@ export AWS_EC2_METADATA_DISABLED=true
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 tmp="$(mktemp -d "${TMPDIR:-/tmp}/webhook-relay-soak.XXXXXX")"
-RELAY_PID=""
+# shellcheck source=infra/relay.sh
+. "$ROOT/infra/relay.sh"
 cleanup() {
 	local rc=$?
-	if [[ -n "$RELAY_PID" ]]; then
-		kill -TERM "$RELAY_PID" 2>/dev/null || true
-		for ((i = 0; i < 100; i++)); do
-			kill -0 "$RELAY_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		kill -KILL "$RELAY_PID" 2>/dev/null || true
-		wait "$RELAY_PID" 2>/dev/null || true
-	fi
+	relay_stop
 	rm -rf "$tmp"
 	exit "$rc"
 }
@@ -73,21 +66,9 @@ go build -o build/host/loadgen ./local/loadgen
 
 # MESSAGE_TTL 5m: long enough for every resume, short enough that the memory store's
 # retention levels off within the run, so RSS growth would mean a leak.
-(cd "$tmp" && exec env PORT=0 HOST=127.0.0.1 RATE_LIMIT_PER_MINUTE=0 SESSION_RATE_LIMIT_PER_MINUTE=0 \
-	MESSAGE_TTL=5m MAX_STREAM_DURATION="$MAXSTREAM" "$ROOT/build/host/local" >"$tmp/stdout" 2>"$tmp/stderr") &
-RELAY_PID=$!
-port=""
-for ((i = 0; i < 300; i++)); do
-	port="$(grep -o 'listening on http://[^:]*:[0-9]*' "$tmp/stdout" 2>/dev/null | grep -o '[0-9]*$' || true)"
-	[[ -n "$port" ]] && break
-	kill -0 "$RELAY_PID" 2>/dev/null || break
-	sleep 0.1
-done
-[[ -n "$port" ]] || {
-	tail -n 20 "$tmp/stderr" >&2 || true
-	die "the local adapter did not start"
-}
-url="http://127.0.0.1:$port"
+relay_start "$tmp/relay" "$ROOT/build/host/local" RATE_LIMIT_PER_MINUTE=0 SESSION_RATE_LIMIT_PER_MINUTE=0 \
+	MESSAGE_TTL=5m MAX_STREAM_DURATION="$MAXSTREAM" || die "the local adapter did not start"
+url="$RELAY_URL"
 log "relay pid $RELAY_PID at $url; $STREAMS streams over $SESSIONS sessions, $RATE msg/s, $DURATION, reconnect mean $RECONNECT, MAX_STREAM_DURATION $MAXSTREAM"
 
 json="${SOAK_JSON:-$tmp/soak.json}"

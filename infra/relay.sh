@@ -1,0 +1,45 @@
+# Sourced by the scripts that load a running relay (bench.sh, soak.sh): start the built
+# local adapter in the background and stop it again, by its pid.
+#
+#   relay_start DIR BIN [VAR=VALUE...]   run BIN in DIR (no .env file of the checkout
+#       applies) on a free 127.0.0.1 port, with the variables given, stdout and stderr
+#       in DIR/stdout and DIR/stderr; wait up to 30 s for its "listening on" line. Sets
+#       RELAY_PID and RELAY_URL; returns 1 (with the end of its stderr) if it did not
+#       start.
+#   relay_stop   SIGTERM, up to 10 s for the shutdown grace, then SIGKILL; clears RELAY_PID.
+
+RELAY_PID=""
+RELAY_URL=""
+
+relay_start() {
+	local dir="$1" bin="$2"
+	shift 2
+	mkdir -p "$dir"
+	(cd "$dir" && exec env PORT=0 HOST=127.0.0.1 "$@" "$bin" >"$dir/stdout" 2>"$dir/stderr") &
+	RELAY_PID=$!
+	local i port=""
+	for ((i = 0; i < 300; i++)); do
+		port="$(grep -o 'listening on http://[^:]*:[0-9]*' "$dir/stdout" 2>/dev/null | grep -o '[0-9]*$' || true)"
+		[[ -n "$port" ]] && break
+		kill -0 "$RELAY_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	if [[ -z "$port" ]]; then
+		tail -n 20 "$dir/stderr" >&2 || true
+		return 1
+	fi
+	RELAY_URL="http://127.0.0.1:$port"
+}
+
+relay_stop() {
+	[[ -n "$RELAY_PID" ]] || return 0
+	kill -TERM "$RELAY_PID" 2>/dev/null || true
+	local i
+	for ((i = 0; i < 100; i++)); do
+		kill -0 "$RELAY_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$RELAY_PID" 2>/dev/null || true
+	wait "$RELAY_PID" 2>/dev/null || true
+	RELAY_PID=""
+}
