@@ -314,7 +314,7 @@ func (r *rie) initDuration(t *testing.T) time.Duration {
 
 func testWebhookUnderRIE(t *testing.T, endpoint, rieBin, bootstrap string) {
 	table, st := newTable(t, endpoint)
-	env := functionEnv(endpoint, table, "RATE_LIMIT_PER_MINUTE=0", "SESSION_RATE_LIMIT_PER_MINUTE=0")
+	env := functionEnv(endpoint, table, "RATE_LIMIT_PER_MINUTE=0", "SESSION_RATE_LIMIT_PER_MINUTE=0", "MAX_STREAMS_PER_IP=0")
 	r := startRIE(t, rieBin, bootstrap, env)
 
 	partition := store.Partition(testutil.FixtureSession)

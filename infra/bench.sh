@@ -105,7 +105,7 @@ LOADGEN="$ROOT/build/host/loadgen"
 start_relay() {
 	local name="$1"
 	shift
-	relay_start "$tmp/relay-$name" "$LOCAL" RATE_LIMIT_PER_MINUTE=0 SESSION_RATE_LIMIT_PER_MINUTE=0 REPLAY_COUNT=0 "$@" ||
+	relay_start "$tmp/relay-$name" "$LOCAL" RATE_LIMIT_PER_MINUTE=0 SESSION_RATE_LIMIT_PER_MINUTE=0 MAX_STREAMS_PER_IP=0 REPLAY_COUNT=0 "$@" ||
 		die "the local adapter ($name) did not start"
 }
 
@@ -180,7 +180,7 @@ if want t5; then
 			test="t5-$shape-$poll"
 			log "$test: ${args[*]} (idle phase $T5IDLE)"
 			start_relay "$test" DYNAMODB_ENDPOINT="$proxy" POLL_INTERVAL="$poll" TABLE_NAME="bench-$shape-${poll}" \
-				RATE_LIMIT_PER_MINUTE=100000000 SESSION_RATE_LIMIT_PER_MINUTE=100000000
+				RATE_LIMIT_PER_MINUTE=100000000 SESSION_RATE_LIMIT_PER_MINUTE=100000000 MAX_STREAMS_PER_IP=0
 			loadgen_run "$RES/${test}__relay__1.json" -label "$test" -target "$RELAY_URL" -server-pid "$RELAY_PID" \
 				"${args[@]}" -concurrency 32 -duration "$D" -idle-phase "$T5IDLE" -idempotency -drain 15s \
 				-ddb-counts "$proxy/__loadgen/counts"

@@ -66,7 +66,7 @@ go build -o build/host/loadgen ./local/loadgen
 
 # MESSAGE_TTL 5m: long enough for every resume, short enough that the memory store's
 # retention levels off within the run, so RSS growth would mean a leak.
-relay_start "$tmp/relay" "$ROOT/build/host/local" RATE_LIMIT_PER_MINUTE=0 SESSION_RATE_LIMIT_PER_MINUTE=0 \
+relay_start "$tmp/relay" "$ROOT/build/host/local" RATE_LIMIT_PER_MINUTE=0 SESSION_RATE_LIMIT_PER_MINUTE=0 MAX_STREAMS_PER_IP=0 \
 	MESSAGE_TTL=5m MAX_STREAM_DURATION="$MAXSTREAM" || die "the local adapter did not start"
 url="$RELAY_URL"
 log "relay pid $RELAY_PID at $url; $STREAMS streams over $SESSIONS sessions, $RATE msg/s, $DURATION, reconnect mean $RECONNECT, MAX_STREAM_DURATION $MAXSTREAM"

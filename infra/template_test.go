@@ -606,8 +606,10 @@ func TestWebhookAPI(t *testing.T) {
 			t.Errorf("event %s uses SAM's implicit API: name an API resource with stage throttling", name)
 		}
 	}
-	slices.SortFunc(routes, func(a, b route) int { return strings.Compare(a.method, b.method) })
-	if want := []route{{"GET", "/api/webhook"}, {"POST", "/api/webhook"}}; !slices.Equal(routes, want) {
+	slices.SortFunc(routes, func(a, b route) int {
+		return strings.Compare(a.method+" "+a.path, b.method+" "+b.path)
+	})
+	if want := []route{{"GET", ingest.Path}, {"POST", ingest.Path}, {"POST", ingest.TokenPath}}; !slices.Equal(routes, want) {
 		t.Errorf("routes %v, want %v", routes, want)
 	}
 	for _, id := range slices.Compact(apis) {
@@ -752,6 +754,17 @@ var unitChecks = map[string]func(c config.Config, v string) (got, want any){
 		return c.WebhookSecrets, want
 	},
 	"LogSessionKey": func(c config.Config, v string) (any, any) { return c.LogSessionKey, v },
+	"StreamTokenSecret": func(c config.Config, v string) (any, any) {
+		var want [][]byte
+		for _, sec := range strings.Split(v, ",") {
+			if sec != "" {
+				want = append(want, []byte(sec))
+			}
+		}
+		return c.StreamTokenSecrets, want
+	},
+	"MaxStreamsPerIp":      func(c config.Config, v string) (any, any) { return c.MaxStreamsPerIP, atoi(v) },
+	"MaxStreamsPerSession": func(c config.Config, v string) (any, any) { return c.MaxStreamsPerSession, atoi(v) },
 	"WebhookSigningSecret": func(c config.Config, v string) (any, any) {
 		want := []byte(nil)
 		if v != "" {
@@ -771,6 +784,7 @@ var samples = map[string][]string{
 	"LogSessionKey":        {"k3y-Value_with!punctuation~,"},
 	"WebhookSigningSecret": {"whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))},
 	"AllowedOrigins":       {"*", "https://chat.example.com", "https://a.example.com,http://localhost:8080"},
+	"StreamTokenSecret":    {"a-stream-token-secret-of-32-bytes!", "new-secret-of-thirty-two-bytes-xx,old-secret-of-thirty-two-bytes-yy"},
 }
 
 // rejected are values a parameter's AllowedPattern must refuse.
@@ -778,6 +792,7 @@ var rejected = map[string][]string{
 	"WebhookSecret":        {"has space", ",", "new,,old", "new, old", "new,", "caf\u00e9"},
 	"LogSessionKey":        {"has space", "caf\u00e9"},
 	"WebhookSigningSecret": {"not-whsec", "whsec_"},
+	"StreamTokenSecret":    {"too-short", "a-stream-token-secret-of-32-bytes!,short", "has a space in it and is long enough"},
 	"AllowedOrigins":       {"", "https://a.example.com, https://b.example.com", "https://a.example.com/path", "example.com", "*,https://a.example.com"},
 }
 

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/webhook-relay/webhook-relay/internal/logkey"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -463,11 +464,11 @@ func checkResumed(t *testing.T, srv *testServer, sessionID string) {
 	var opened, resumed int
 	for _, line := range strings.Split(srv.Log.String(), "\n") {
 		var e struct {
-			Msg       string `json:"msg"`
-			SessionID string `json:"sessionId"`
-			Resumed   bool   `json:"resumed"`
+			Msg     string `json:"msg"`
+			Session string `json:"session"` // a keyed hash while tokens are off
+			Resumed bool   `json:"resumed"`
 		}
-		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "stream opened" || e.SessionID != sessionID {
+		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "stream opened" || e.Session != logkey.Session("", sessionID) {
 			continue
 		}
 		opened++

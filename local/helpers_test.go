@@ -139,6 +139,7 @@ func baseEnv(overrides map[string]string, unset ...string) map[string]string {
 		"AWS_EC2_METADATA_DISABLED":     "true",
 		"RATE_LIMIT_PER_MINUTE":         "0",
 		"SESSION_RATE_LIMIT_PER_MINUTE": "0",
+		"MAX_STREAMS_PER_IP":            "0",
 		"WEBHOOK_SECRET":                "",
 		"WEBHOOK_SIGNING_SECRET":        "",
 		"DYNAMODB_ENDPOINT":             "",

@@ -20,7 +20,7 @@ func TestShutdownOnSIGTERMEndsStreamsCleanly(t *testing.T) {
 	cmd.Dir = t.TempDir() // no .env files
 	cmd.Env = subprocessEnv("HOST=127.0.0.1", "PORT=0", "HEARTBEAT_INTERVAL=1s",
 		"WEBHOOK_SECRET=", "WEBHOOK_SIGNING_SECRET=", "DYNAMODB_ENDPOINT=",
-		"RATE_LIMIT_PER_MINUTE=0", "SESSION_RATE_LIMIT_PER_MINUTE=0")
+		"RATE_LIMIT_PER_MINUTE=0", "SESSION_RATE_LIMIT_PER_MINUTE=0", "MAX_STREAMS_PER_IP=0")
 	p := startProcess(t, cmd)
 	_, port := waitURL(t, p.out, 20*time.Second, p.exited)
 	base := "http://127.0.0.1:" + itoa(port)

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/store"
+	"github.com/webhook-relay/webhook-relay/internal/token"
 )
 
 // Component is a process that reads configuration.
@@ -57,6 +58,10 @@ type Config struct {
 	SessionRateLimitPerMinute int
 	TrustProxyHeaders         bool
 	AllowedOrigins            []string // empty: same origin only; "*" allows any
+	StreamTokenSecrets        [][]byte // nil: streams are open; else sign with the first, accept any
+	MaxStreamsPerIP           int      // 0: no cap
+	MaxStreamsPerSession      int      // 0: no cap; applies with stream tokens on
+	PageStreamOrigins         []string // origins the chat page's ?stream= may name besides its own
 	Port                      int
 	Host                      string
 }
@@ -126,7 +131,7 @@ func Variables() []Var {
 			}},
 		{"RATE_LIMIT_PER_MINUTE", "600", "POSTs per minute per source IP, across all instances; 0 disables.", Webhook | Local, false, integer(func(c *Config) *int { return &c.RateLimitPerMinute }, 0, 1<<30)},
 		{"SESSION_RATE_LIMIT_PER_MINUTE", "120", "POSTs per minute per target session (broadcast is one target); 0 disables.", Webhook | Local, false, integer(func(c *Config) *int { return &c.SessionRateLimitPerMinute }, 0, 1<<30)},
-		{"TRUST_PROXY_HEADERS", "false", "Take the source IP from the last `X-Forwarded-For` entry, the one your proxy appended (only behind one proxy you run; entries before it are the client's and are ignored).", Webhook | Local, false,
+		{"TRUST_PROXY_HEADERS", "false", "Take the source IP from the last `X-Forwarded-For` entry, the one your proxy appended (only behind one proxy you run; entries before it are the client's and are ignored).", Webhook | Stream | Local, false,
 			func(c *Config, v string) error {
 				b, err := strconv.ParseBool(v)
 				if err != nil {
@@ -136,6 +141,23 @@ func Variables() []Var {
 				return nil
 			}},
 		{"ALLOWED_ORIGINS", "", "CORS origins for the stream: comma list, or `*`; unset allows the same origin only.", Stream | Local, false, setOrigins},
+		{"STREAM_TOKEN_SECRET", "", "Enables stream tokens (JWT HS256): every stream needs one. Comma list of secrets of at least 32 bytes; tokens are signed with the first and accepted with any (rotation).", Webhook | Stream | Local, false, setTokenSecrets},
+		{"MAX_STREAMS_PER_IP", "10", "Concurrent streams per source IP across all instances; past it 429. 0 disables.", Stream | Local, false, integer(func(c *Config) *int { return &c.MaxStreamsPerIP }, 0, 1<<20)},
+		{"MAX_STREAMS_PER_SESSION", "10", "With stream tokens on: concurrent streams per token session (NAT does not blur it). 0 disables.", Stream | Local, false, integer(func(c *Config) *int { return &c.MaxStreamsPerSession }, 0, 1<<20)},
+		{"PAGE_STREAM_ORIGINS", "", "Origins the chat page's `?stream=` may point at besides its own (comma list); unset: its own only.", Local, true,
+			func(c *Config, v string) error {
+				c.PageStreamOrigins = nil
+				for o := range strings.SplitSeq(v, ",") {
+					if o = strings.TrimRight(strings.TrimSpace(o), "/"); o == "" {
+						continue
+					}
+					if !strings.HasPrefix(o, "http://") && !strings.HasPrefix(o, "https://") {
+						return fmt.Errorf("origin %q must start with http:// or https://", o)
+					}
+					c.PageStreamOrigins = append(c.PageStreamOrigins, o)
+				}
+				return nil
+			}},
 		{"PORT", "3000", "Local adapter port.", Local, true, integer(func(c *Config) *int { return &c.Port }, 0, 65535)},
 		{"HOST", "127.0.0.1", "Local adapter bind address.", Local, true,
 			func(c *Config, v string) error { c.Host = v; return nonEmpty(v) }},
@@ -229,6 +251,20 @@ func integer(field func(*Config) *int, lo, hi int) func(*Config, string) error {
 		*field(c) = n
 		return nil
 	}
+}
+
+func setTokenSecrets(c *Config, v string) error {
+	c.StreamTokenSecrets = nil
+	for sec := range strings.SplitSeq(v, ",") {
+		if sec = strings.TrimSpace(sec); sec == "" {
+			continue
+		}
+		if len(sec) < token.MinSecretBytes {
+			return fmt.Errorf("each secret must be at least %d bytes (HS256 wants a key as long as its output); one is %d", token.MinSecretBytes, len(sec))
+		}
+		c.StreamTokenSecrets = append(c.StreamTokenSecrets, []byte(sec))
+	}
+	return nil
 }
 
 func setSigningSecret(c *Config, v string) error {

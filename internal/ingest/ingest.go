@@ -11,17 +11,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/webhook-relay/webhook-relay/internal/clientip"
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
 	"github.com/webhook-relay/webhook-relay/internal/logkey"
 	"github.com/webhook-relay/webhook-relay/internal/message"
 	"github.com/webhook-relay/webhook-relay/internal/store"
+	"github.com/webhook-relay/webhook-relay/internal/token"
 )
 
 // Path is the route this handler serves.
@@ -51,6 +51,7 @@ type Handler struct {
 	now       func() time.Time
 	requestID func(*http.Request) string
 	secrets   [][sha256.Size]byte // digests of WEBHOOK_SECRET's entries
+	keys      *token.Keys         // sign stream tokens; nil when they are off
 }
 
 // storeTimeout bounds one request's store work; the stream's hole logic
@@ -82,6 +83,14 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	for _, s := range cfg.WebhookSecrets {
 		h.secrets = append(h.secrets, sha256.Sum256([]byte(s)))
 	}
+	if len(cfg.StreamTokenSecrets) > 0 {
+		// config has checked the secrets' length; NewKeys cannot fail then.
+		keys, err := token.NewKeys(cfg.StreamTokenSecrets)
+		if err != nil {
+			panic("ingest: " + err.Error())
+		}
+		h.keys = keys
+	}
 	return h
 }
 
@@ -102,16 +111,18 @@ type outcome struct {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != Path {
+	if r.URL.Path != Path && r.URL.Path != TokenPath {
 		jsonhttp.NotFound(w)
 		return
 	}
 	start := time.Now()
 	var o outcome
-	switch r.Method {
-	case http.MethodPost:
+	switch {
+	case r.URL.Path == TokenPath:
+		o = h.mint(w, r)
+	case r.Method == http.MethodPost:
 		o = h.post(w, r)
-	case http.MethodGet, http.MethodHead:
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		o = h.health(w, r)
 	default:
 		jsonhttp.MethodNotAllowed(w, "GET, HEAD, POST")
@@ -157,15 +168,24 @@ type accepted struct {
 	Timestamp int64  `json:"timestamp"`
 }
 
+// authorized checks X-Webhook-Secret when WEBHOOK_SECRET is set.
+func (h *Handler) authorized(w http.ResponseWriter, r *http.Request) (outcome, bool) {
+	if len(h.secrets) == 0 {
+		return outcome{}, true
+	}
+	got := r.Header.Get("X-Webhook-Secret")
+	if h.secretMatches(got) {
+		return outcome{}, true
+	}
+	if got == "" {
+		return h.fail(w, http.StatusUnauthorized, "Missing X-Webhook-Secret header."), false
+	}
+	return h.fail(w, http.StatusUnauthorized, "Invalid webhook secret."), false
+}
+
 func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
-	if len(h.secrets) > 0 {
-		got := r.Header.Get("X-Webhook-Secret")
-		if !h.secretMatches(got) {
-			if got == "" {
-				return h.fail(w, http.StatusUnauthorized, "Missing X-Webhook-Secret header.")
-			}
-			return h.fail(w, http.StatusUnauthorized, "Invalid webhook secret.")
-		}
+	if o, ok := h.authorized(w, r); !ok {
+		return o
 	}
 	kind := kindOf(r.Header.Get("Content-Type"))
 	if kind == kindUnsupported {
@@ -323,40 +343,9 @@ func (h *Handler) rateLimit(ctx context.Context, w http.ResponseWriter, r *http.
 	return outcome{}, false
 }
 
-// sourceIP is the client address: RemoteAddr (which the Lambda adapter sets
-// from API Gateway's identity), or, when the operator trusts the proxy in
-// front, the last X-Forwarded-For entry: the one that proxy appended.
+// sourceIP is the client address (internal/clientip).
 func (h *Handler) sourceIP(r *http.Request) string {
-	if h.cfg.TrustProxyHeaders {
-		if ip := lastForwardedFor(r.Header); ip != "" {
-			return ip
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
-}
-
-// lastForwardedFor is the rightmost entry of every X-Forwarded-For line
-// together, or "" when it is not an address. The entries before it were
-// written by the client and prove nothing; an unusable last entry falls back
-// to RemoteAddr, never to them.
-func lastForwardedFor(hd http.Header) string {
-	lines := hd.Values("X-Forwarded-For")
-	if len(lines) == 0 {
-		return ""
-	}
-	all := strings.Join(lines, ",")
-	last := strings.TrimSpace(all[strings.LastIndexByte(all, ',')+1:])
-	if host, _, err := net.SplitHostPort(last); err == nil {
-		last = host // a proxy that appends the port too
-	}
-	if ip := net.ParseIP(last); ip != nil {
-		return ip.String()
-	}
-	return ""
+	return clientip.Source(r, h.cfg.TrustProxyHeaders)
 }
 
 type healthy struct {

@@ -285,7 +285,7 @@ func TestHealth(t *testing.T) {
 	h := New(st, testConfig(), Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ctx := context.Background()
 	for _, id := range []string{"a", "b", "c"} {
-		if err := st.PutLease(ctx, id, time.Now().Add(time.Minute)); err != nil {
+		if err := st.PutLease(ctx, store.Lease{ID: id, ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -37,6 +37,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewJSONHandler(io.Discard, nil)
 func testConfig(mutate func(*config.Config)) config.Config {
 	cfg := config.Defaults()
 	cfg.RateLimitPerMinute, cfg.SessionRateLimitPerMinute = 0, 0
+	cfg.MaxStreamsPerIP = 0 // every test stream comes from 127.0.0.1
 	cfg.ReplayCount = 0
 	cfg.PollInterval = 200 * time.Millisecond
 	cfg.HoleTimeout = time.Second

@@ -43,7 +43,7 @@ func New(st Store, cfg config.Config, opts Options) *Server {
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
-	case ingest.Path:
+	case ingest.Path, ingest.TokenPath:
 		s.ingest.ServeHTTP(w, r)
 	case stream.Path:
 		s.stream.ServeHTTP(w, r)

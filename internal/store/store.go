@@ -98,6 +98,22 @@ type AppendResult struct {
 	Replayed bool
 }
 
+// Lease says that one stream is open, until ExpiresAt unless renewed. A
+// lease counts towards its source IP and its session when those are set.
+type Lease struct {
+	ID        string
+	SourceIP  string // "" when no per-source cap needs it
+	SessionID string // "" for a broadcast-only stream
+	ExpiresAt time.Time
+}
+
+// LeaseScope picks the leases CountLeasesOf counts: those of one source IP,
+// or of one session. Exactly one field is set.
+type LeaseScope struct {
+	SourceIP  string
+	SessionID string
+}
+
 // AppendHook, when set on a store, runs after an append took its sequence
 // number and before it writes the message: a test seam for holes.
 type AppendHook func(partition string, seq uint64)

@@ -14,15 +14,21 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/webhook-relay/webhook-relay/internal/clientip"
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
+	"github.com/webhook-relay/webhook-relay/internal/logkey"
 	"github.com/webhook-relay/webhook-relay/internal/message"
 	"github.com/webhook-relay/webhook-relay/internal/sse"
+	"github.com/webhook-relay/webhook-relay/internal/store"
 	"github.com/webhook-relay/webhook-relay/internal/tail"
+	"github.com/webhook-relay/webhook-relay/internal/token"
 )
 
 // Path is the route this handler serves.
@@ -31,8 +37,9 @@ const Path = "/api/webhook/stream"
 // Store is what a stream needs of the message store.
 type Store interface {
 	tail.Store
-	PutLease(ctx context.Context, id string, expiresAt time.Time) error
-	DeleteLease(ctx context.Context, id string) error
+	PutLease(ctx context.Context, l store.Lease) error
+	DeleteLease(ctx context.Context, l store.Lease) error
+	CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error)
 }
 
 // Options are the handler's collaborators besides the store.
@@ -53,6 +60,9 @@ type Handler struct {
 	now func() time.Time
 	wto time.Duration
 	enc *encoder
+	// keys verify stream tokens; nil when STREAM_TOKEN_SECRET is unset and
+	// streams are open to whoever knows a session id.
+	keys *token.Keys
 
 	drainCtx context.Context
 	drain    context.CancelFunc
@@ -70,6 +80,14 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 		opts.WriteTimeout = 10 * time.Second
 	}
 	h := &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, wto: opts.WriteTimeout, enc: newEncoder(4096)}
+	if len(cfg.StreamTokenSecrets) > 0 {
+		// config has checked the secrets' length; NewKeys cannot fail then.
+		keys, err := token.NewKeys(cfg.StreamTokenSecrets)
+		if err != nil {
+			panic("stream: " + err.Error())
+		}
+		h.keys = keys
+	}
 	h.drainCtx, h.drain = context.WithCancel(context.Background())
 	return h
 }
@@ -92,7 +110,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		w.Header().Set("Access-Control-Allow-Methods", "GET, OPTIONS")
-		w.Header().Set("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control")
+		w.Header().Set("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control, Authorization")
 		w.Header().Set("Access-Control-Max-Age", "600")
 		w.WriteHeader(http.StatusNoContent)
 		return
@@ -107,11 +125,127 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	var until time.Time // the token's expiry: the stream ends by then
+	if h.keys != nil {
+		claims, ok := h.authorize(w, r, sessionID)
+		if !ok {
+			return
+		}
+		sessionID, until = claims.SessionID, claims.ExpiresAt
+	}
+	// A lease carries the scopes a cap counts, and no more: each scope is
+	// one more small write per heartbeat.
+	lease := store.Lease{ID: newConnectionID()}
+	if h.cfg.MaxStreamsPerIP > 0 {
+		lease.SourceIP = clientip.Source(r, h.cfg.TrustProxyHeaders)
+	}
+	if h.keys != nil && h.cfg.MaxStreamsPerSession > 0 {
+		lease.SessionID = sessionID
+	}
+	if r.Method == http.MethodGet && !h.admit(w, r, lease) { // a HEAD holds no slot
+		return
+	}
 	lastEventID := r.Header.Get("Last-Event-ID")
 	if lastEventID == "" {
 		lastEventID = r.URL.Query().Get("lastEventId")
 	}
-	h.serve(w, r, sessionID, lastEventID)
+	h.serve(w, r, sessionID, lease, lastEventID, until)
+}
+
+// sessionAttr is how a log line names the session: with tokens on the id is
+// no credential and is logged as it is; without, only a keyed hash of it
+// (internal/logkey says how an operator finds a session's lines).
+func (h *Handler) sessionAttr(sessionID string) slog.Attr {
+	if h.keys != nil {
+		return slog.String("sessionId", sessionID)
+	}
+	return slog.String("session", logkey.Session(h.cfg.LogSessionKey, sessionID))
+}
+
+// TokenCookie is the cookie a stream token may come in.
+const TokenCookie = "webhook_relay_token"
+
+// authorize checks the stream token: from the Authorization header, the
+// cookie, or the query (EventSource can set neither header, and a function
+// URL is another origin than the page, so the query is the browser's way:
+// keep such tokens short-lived). A token with sid is for that session only;
+// one without is for broadcasts only.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, sessionID string) (token.Claims, bool) {
+	tok := ""
+	if auth := r.Header.Get("Authorization"); len(auth) > 7 && strings.EqualFold(auth[:7], "Bearer ") {
+		tok = strings.TrimSpace(auth[7:])
+	} else if c, err := r.Cookie(TokenCookie); err == nil {
+		tok = c.Value
+	} else {
+		tok = r.URL.Query().Get("token")
+	}
+	refuse := func(status int, reason string) (token.Claims, bool) {
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="webhook-relay"`)
+		}
+		jsonhttp.Error(w, status, reason)
+		return token.Claims{}, false
+	}
+	if tok == "" {
+		return refuse(http.StatusUnauthorized, "A stream token is required: send it as Authorization: Bearer, in the "+TokenCookie+" cookie, or as ?token=.")
+	}
+	claims, err := h.keys.Verify(tok, h.now())
+	if err != nil {
+		return refuse(http.StatusUnauthorized, err.Error())
+	}
+	switch {
+	case claims.SessionID == "" && sessionID != "":
+		return refuse(http.StatusForbidden, "The stream token is for broadcasts only; it does not grant a session.")
+	case claims.SessionID != "" && sessionID != "" && sessionID != claims.SessionID:
+		return refuse(http.StatusForbidden, "The stream token is for another session.")
+	}
+	return claims, true
+}
+
+// admit enforces the caps on concurrent streams, counted from the leases of
+// every instance: per source IP, and with tokens per session. It takes the
+// lease first and then counts, itself included, so that a burst of opens
+// cannot all see room (at worst a burst is refused a little early). A store
+// that cannot answer lets the stream in: streams ride out outages.
+func (h *Handler) admit(w http.ResponseWriter, r *http.Request, lease store.Lease) bool {
+	type streamCap struct {
+		limit int
+		scope store.LeaseScope
+		what  string
+	}
+	caps := []streamCap{{h.cfg.MaxStreamsPerIP, store.LeaseScope{SourceIP: lease.SourceIP}, "from this address"}}
+	if lease.SessionID != "" {
+		caps = append(caps, streamCap{h.cfg.MaxStreamsPerSession, store.LeaseScope{SessionID: lease.SessionID}, "for this session"})
+	}
+	caps = slices.DeleteFunc(caps, func(c streamCap) bool { return c.limit <= 0 || c.scope == (store.LeaseScope{}) })
+	if len(caps) == 0 {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancel()
+	lease.ExpiresAt = h.now().Add(h.leaseTTL())
+	if err := h.st.PutLease(ctx, lease); err != nil {
+		h.log.LogAttrs(ctx, slog.LevelWarn, "stream caps not checked: store unavailable", slog.String("error", err.Error()))
+		return true
+	}
+	for _, c := range caps {
+		n, err := h.st.CountLeasesOf(ctx, c.scope)
+		if err != nil {
+			h.log.LogAttrs(ctx, slog.LevelWarn, "stream cap not checked: store unavailable", slog.String("error", err.Error()))
+			continue
+		}
+		if n > c.limit {
+			if err := h.st.DeleteLease(ctx, lease); err != nil {
+				h.log.LogAttrs(ctx, slog.LevelWarn, "lease release failed; it expires by itself", slog.String("error", err.Error()))
+			}
+			// An open stream renews its lease every heartbeat and frees it
+			// when it ends: a slot is free again within about that.
+			w.Header().Set("Retry-After", strconv.Itoa(max(1, int(h.cfg.HeartbeatInterval/time.Second))))
+			jsonhttp.Error(w, http.StatusTooManyRequests, "Too many open streams "+c.what+": at most "+strconv.Itoa(c.limit)+". Close one, or retry later.")
+			return false
+		}
+	}
+	return true
 }
 
 // queryError words a validation error about a field as one about the query
@@ -231,12 +365,16 @@ func newConnectionID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// endAt is when the stream ends by plan: MAX_STREAM_DURATION, or the
-// request's deadline (the Lambda's) minus STREAM_DEADLINE_MARGIN.
-func (h *Handler) endAt(r *http.Request, start time.Time) time.Time {
+// endAt is when the stream ends by plan: MAX_STREAM_DURATION, the request's
+// deadline (the Lambda's) minus STREAM_DEADLINE_MARGIN, or the token's
+// expiry, whichever is first: a token's lifetime bounds what it can read.
+func (h *Handler) endAt(r *http.Request, start, until time.Time) time.Time {
 	end := start.Add(h.cfg.MaxStreamDuration)
 	if dl, ok := r.Context().Deadline(); ok {
 		end = minTime(end, dl.Add(-h.cfg.StreamDeadlineMargin))
+	}
+	if !until.IsZero() {
+		end = minTime(end, until)
 	}
 	return end
 }
@@ -248,9 +386,9 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
-func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastEventID string) {
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string, lease store.Lease, lastEventID string, until time.Time) {
+	id := lease.ID
 	start := time.Now()
-	id := newConnectionID()
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
 	hdr.Set("Cache-Control", "no-cache")
@@ -265,7 +403,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 
 	// One context ends the stream: the client leaving, the planned end, or
 	// server shutdown (Drain); the reason is told apart afterwards.
-	end := h.endAt(r, start)
+	end := h.endAt(r, start, until)
 	ctx, cancel := context.WithDeadline(r.Context(), end)
 	defer cancel()
 	stopDrain := context.AfterFunc(h.drainCtx, cancel)
@@ -273,7 +411,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 	var failed atomic.Bool // a heartbeat write failed
 	writeFailed := func() { failed.Store(true); cancel() }
 
-	log := h.log.With(slog.String("connectionId", id), slog.String("sessionId", sessionID))
+	log := h.log.With(slog.String("connectionId", id), h.sessionAttr(sessionID))
 	reason := "client gone"
 	defer func() {
 		switch {
@@ -292,7 +430,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 	// open (which may wait on holes or a throttled store) and the loop, and
 	// renews the lease without holding either. The release below waits for
 	// a renewal in flight, so none can land after the delete.
-	leaseTTL := 2*h.cfg.HeartbeatInterval + 5*time.Second
+	leaseTTL := h.leaseTTL()
 	var leaseBusy, leased bool // guarded by c.mu
 	renew := func() {
 		c.mu.Lock()
@@ -305,7 +443,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 		c.mu.Unlock()
 		go func() {
 			defer c.beats.Done()
-			h.putLease(ctx, log, id, leaseTTL)
+			h.putLease(ctx, log, lease, leaseTTL)
 			c.mu.Lock()
 			leaseBusy = false
 			c.mu.Unlock()
@@ -338,7 +476,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID, lastE
 		c.beats.Wait()
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
-		if err := h.st.DeleteLease(dctx, id); err != nil {
+		if err := h.st.DeleteLease(dctx, lease); err != nil {
 			log.LogAttrs(dctx, slog.LevelWarn, "lease release failed; it expires by itself", slog.String("error", err.Error()))
 		}
 	}()
@@ -468,12 +606,17 @@ func (h *Handler) step(ctx context.Context, log *slog.Logger, c *conn, f *tail.F
 	return wake, storeDown, nil
 }
 
-func (h *Handler) putLease(ctx context.Context, log *slog.Logger, id string, ttl time.Duration) {
+// leaseTTL outlives two missed renewals, so that one slow heartbeat does not
+// make an open stream look gone.
+func (h *Handler) leaseTTL() time.Duration { return 2*h.cfg.HeartbeatInterval + 5*time.Second }
+
+func (h *Handler) putLease(ctx context.Context, log *slog.Logger, lease store.Lease, ttl time.Duration) {
 	// Not cancelled with the client: a put abandoned mid-flight could land
 	// after the release and leave a lease behind until it expires.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := h.st.PutLease(ctx, id, h.now().Add(ttl)); err != nil {
+	lease.ExpiresAt = h.now().Add(ttl)
+	if err := h.st.PutLease(ctx, lease); err != nil {
 		log.LogAttrs(ctx, slog.LevelWarn, "lease renewal failed", slog.String("error", err.Error()))
 	}
 }

@@ -32,6 +32,7 @@ var iamActions = map[string][]string{
 	"PutLease":         {"dynamodb:PutItem"},
 	"DeleteLease":      {"dynamodb:DeleteItem"},
 	"CountLeases":      {"dynamodb:Query"},
+	"CountLeasesOf":    {"dynamodb:Query"},
 }
 
 // IAMActions returns the IAM actions (sorted, each once) that a process

@@ -106,6 +106,7 @@ func TestIAMActionsMatchCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	lease := store.Lease{ID: "c1", SourceIP: "192.0.2.1", SessionID: "a", ExpiresAt: time.Now().Add(time.Minute)}
 	scenarios := map[string]func(){
 		"Epoch": func() { _, err := s.Epoch(ctx); must(err) },
 		"Ping":  func() { must(s.Ping(ctx)) },
@@ -136,9 +137,10 @@ func TestIAMActionsMatchCalls(t *testing.T) {
 			must(err)
 		},
 		"IncrementCounter": func() { _, err := s.IncrementCounter(ctx, "k", time.Now().Add(time.Minute)); must(err) },
-		"PutLease":         func() { must(s.PutLease(ctx, "c1", time.Now().Add(time.Minute))) },
-		"DeleteLease":      func() { must(s.DeleteLease(ctx, "c1")) },
+		"PutLease":         func() { must(s.PutLease(ctx, lease)) },
+		"DeleteLease":      func() { must(s.DeleteLease(ctx, lease)) },
 		"CountLeases":      func() { _, err := s.CountLeases(ctx); must(err) },
+		"CountLeasesOf":    func() { _, err := s.CountLeasesOf(ctx, store.LeaseScope{SourceIP: "192.0.2.1"}); must(err) },
 	}
 
 	typ := reflect.TypeFor[*Store]()

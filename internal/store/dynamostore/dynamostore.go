@@ -10,6 +10,8 @@
 //	pk=idem#<key>        sk=idem                  the first result   idempotency record
 //	pk=count#<key>       sk=count                 n                  rate-limit counter
 //	pk=conn              sk=<connectionId>        expiresAt          connection lease
+//	pk=connip#<ip>       sk=<connectionId>        expiresAt          the lease, by source IP
+//	pk=connsess#<id>     sk=<connectionId>        expiresAt          the lease, by session
 //	pk=meta              sk=epoch                 epoch              store epoch
 package dynamostore
 
@@ -519,29 +521,67 @@ func (s *Store) IncrementCounter(ctx context.Context, key string, expiresAt time
 	return numAttr(out.Attributes, "n"), nil
 }
 
-// PutLease creates or renews connection lease id until expiresAt.
-func (s *Store) PutLease(ctx context.Context, id string, expiresAt time.Time) error {
-	item := keyOf(leasePK, id)
-	item[TTLAttribute] = num(expiresAt.Unix())
-	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item})
-	return wrap(err, "put lease %s", id)
+// leaseKeys are the items of one lease: the lease itself, and one per scope
+// it counts towards, so that each scope is counted by a Query of its own
+// small partition.
+func leaseKeys(l store.Lease) []map[string]types.AttributeValue {
+	keys := []map[string]types.AttributeValue{keyOf(leasePK, l.ID)}
+	if l.SourceIP != "" {
+		keys = append(keys, keyOf(leaseScopePK(store.LeaseScope{SourceIP: l.SourceIP}), l.ID))
+	}
+	if l.SessionID != "" {
+		keys = append(keys, keyOf(leaseScopePK(store.LeaseScope{SessionID: l.SessionID}), l.ID))
+	}
+	return keys
 }
 
-// DeleteLease releases lease id.
-func (s *Store) DeleteLease(ctx context.Context, id string) error {
-	_, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: s.table, Key: keyOf(leasePK, id)})
-	return wrap(err, "delete lease %s", id)
+func leaseScopePK(scope store.LeaseScope) string {
+	switch {
+	case scope.SourceIP != "":
+		return "connip#" + scope.SourceIP
+	case scope.SessionID != "":
+		return "connsess#" + scope.SessionID
+	}
+	return leasePK
+}
+
+// PutLease creates or renews a connection lease (one small item per scope).
+func (s *Store) PutLease(ctx context.Context, l store.Lease) error {
+	for _, item := range leaseKeys(l) {
+		item[TTLAttribute] = num(expirySeconds(l.ExpiresAt))
+		if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item}); err != nil {
+			return wrap(err, "put lease %s", l.ID)
+		}
+	}
+	return nil
+}
+
+// DeleteLease releases a lease.
+func (s *Store) DeleteLease(ctx context.Context, l store.Lease) error {
+	var errs []error
+	for _, key := range leaseKeys(l) {
+		_, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: s.table, Key: key})
+		errs = append(errs, wrap(err, "delete lease %s", l.ID))
+	}
+	return errors.Join(errs...)
 }
 
 // CountLeases counts unexpired leases across every instance.
 func (s *Store) CountLeases(ctx context.Context) (int, error) {
+	return s.CountLeasesOf(ctx, store.LeaseScope{})
+}
+
+// CountLeasesOf counts the unexpired leases of one source IP or session
+// (all of them for the zero scope), with Select COUNT: the items are tiny,
+// so a page of a thousand costs a few read units.
+func (s *Store) CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error) {
 	in := &dynamodb.QueryInput{
 		TableName:                s.table,
 		KeyConditionExpression:   aws.String("pk = :pk"),
 		FilterExpression:         aws.String("#exp > :now"),
 		ExpressionAttributeNames: map[string]string{"#exp": TTLAttribute},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(leasePK), ":now": num(s.now().Unix()),
+			":pk": str(leaseScopePK(scope)), ":now": num(s.now().Unix()),
 		},
 		Select: types.SelectCount,
 	}

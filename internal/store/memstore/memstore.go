@@ -29,7 +29,7 @@ type Store struct {
 	partitions map[string]*partition
 	idem       map[string]idemRecord
 	counters   map[string]counter
-	leases     map[string]time.Time
+	leases     map[string]store.Lease
 	nextSweep  time.Time
 	closed     chan struct{} // already closed: the answer for a settled slot
 	// minBase is the highest head of any partition the sweeper dropped:
@@ -74,7 +74,7 @@ func New(opts store.Options) *Store {
 		partitions:  make(map[string]*partition),
 		idem:        make(map[string]idemRecord),
 		counters:    make(map[string]counter),
-		leases:      make(map[string]time.Time),
+		leases:      make(map[string]store.Lease),
 		closed:      closedChan(),
 	}
 }
@@ -287,8 +287,8 @@ func (s *Store) sweep(now time.Time) {
 			delete(s.counters, k)
 		}
 	}
-	for id, exp := range s.leases {
-		if !now.Before(exp) {
+	for id, l := range s.leases {
+		if !now.Before(l.ExpiresAt) {
 			delete(s.leases, id)
 		}
 	}
@@ -451,27 +451,33 @@ func (s *Store) IncrementCounter(ctx context.Context, key string, expiresAt time
 	return c.n, nil
 }
 
-// PutLease creates or renews connection lease id until expiresAt.
-func (s *Store) PutLease(ctx context.Context, id string, expiresAt time.Time) error {
+// PutLease creates or renews a connection lease.
+func (s *Store) PutLease(ctx context.Context, l store.Lease) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.leases[id] = expiresAt
+	s.leases[l.ID] = l
 	return nil
 }
 
-// DeleteLease releases lease id.
-func (s *Store) DeleteLease(ctx context.Context, id string) error {
+// DeleteLease releases a lease.
+func (s *Store) DeleteLease(ctx context.Context, l store.Lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.leases, id)
+	delete(s.leases, l.ID)
 	return nil
 }
 
 // CountLeases counts unexpired leases.
 func (s *Store) CountLeases(ctx context.Context) (int, error) {
+	return s.CountLeasesOf(ctx, store.LeaseScope{})
+}
+
+// CountLeasesOf counts the unexpired leases of one source IP or session
+// (all of them for the zero scope).
+func (s *Store) CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
@@ -479,11 +485,14 @@ func (s *Store) CountLeases(ctx context.Context) (int, error) {
 	defer s.mu.Unlock()
 	now := s.now()
 	n := 0
-	for id, exp := range s.leases {
-		if now.Before(exp) {
-			n++
-		} else {
+	for id, l := range s.leases {
+		switch {
+		case !now.Before(l.ExpiresAt):
 			delete(s.leases, id)
+		case scope.SourceIP != "" && l.SourceIP != scope.SourceIP:
+		case scope.SessionID != "" && l.SessionID != scope.SessionID:
+		default:
+			n++
 		}
 	}
 	return n, nil

@@ -51,7 +51,7 @@ func TestSweepForgetsWhatExpired(t *testing.T) {
 	if _, err := s.IncrementCounter(ctx, "ip#1", clock.Now().Add(2*time.Minute)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutLease(ctx, "c1", clock.Now().Add(time.Minute)); err != nil {
+	if err := s.PutLease(ctx, store.Lease{ID: "c1", ExpiresAt: clock.Now().Add(time.Minute)}); err != nil {
 		t.Fatal(err)
 	}
 	before := s.Stats()

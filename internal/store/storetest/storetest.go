@@ -25,9 +25,10 @@ type Store interface {
 	tail.Store
 	Append(ctx context.Context, msg message.Message, idemKey string) (store.AppendResult, error)
 	IncrementCounter(ctx context.Context, key string, expiresAt time.Time) (int64, error)
-	PutLease(ctx context.Context, id string, expiresAt time.Time) error
-	DeleteLease(ctx context.Context, id string) error
+	PutLease(ctx context.Context, l store.Lease) error
+	DeleteLease(ctx context.Context, l store.Lease) error
 	CountLeases(ctx context.Context) (int, error)
+	CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error)
 	Ping(ctx context.Context) error
 }
 
@@ -599,34 +600,53 @@ func testLeases(t *testing.T, newStore Factory) {
 	clock := NewClock()
 	s := newStore(t, Options{Now: clock.Now})
 	ctx := ctxFor(t, time.Minute)
-	count := func(want int) {
+	count := func(scope store.LeaseScope, want int) {
 		t.Helper()
-		n, err := s.CountLeases(ctx)
+		n, err := s.CountLeasesOf(ctx, scope)
 		if err != nil || n != want {
-			t.Fatalf("CountLeases = %d, %v; want %d", n, err, want)
+			t.Fatalf("CountLeasesOf(%+v) = %d, %v; want %d", scope, n, err, want)
+		}
+		if scope == (store.LeaseScope{}) {
+			if n, err := s.CountLeases(ctx); err != nil || n != want {
+				t.Fatalf("CountLeases = %d, %v; want %d", n, err, want)
+			}
 		}
 	}
-	count(0)
-	for _, id := range []string{"c1", "c2", "c3"} {
-		if err := s.PutLease(ctx, id, clock.Now().Add(10*time.Second)); err != nil {
+	all, ipA, ipB, sessX := store.LeaseScope{}, store.LeaseScope{SourceIP: "192.0.2.1"}, store.LeaseScope{SourceIP: "2001:db8::2"}, store.LeaseScope{SessionID: "x"}
+	count(all, 0)
+	lease := func(id, ip, sess string) store.Lease {
+		return store.Lease{ID: id, SourceIP: ip, SessionID: sess, ExpiresAt: clock.Now().Add(10 * time.Second)}
+	}
+	c1, c2, c3, c4 := lease("c1", ipA.SourceIP, "x"), lease("c2", ipA.SourceIP, ""), lease("c3", ipB.SourceIP, "x"), lease("c4", "", "y")
+	for _, l := range []store.Lease{c1, c2, c3, c4} {
+		if err := s.PutLease(ctx, l); err != nil {
 			t.Fatal(err)
 		}
 	}
-	count(3)
+	count(all, 4)
+	count(ipA, 2)
+	count(ipB, 1)
+	count(sessX, 2)
 	clock.Advance(6 * time.Second)
-	if err := s.PutLease(ctx, "c1", clock.Now().Add(10*time.Second)); err != nil { // renew
+	c1.ExpiresAt = clock.Now().Add(10 * time.Second)
+	if err := s.PutLease(ctx, c1); err != nil { // renew
 		t.Fatal(err)
 	}
-	if err := s.DeleteLease(ctx, "c2"); err != nil {
+	if err := s.DeleteLease(ctx, c2); err != nil {
 		t.Fatal(err)
 	}
-	count(2)
-	clock.Advance(6 * time.Second) // c3 expired, c1 renewed
-	count(1)
-	if err := s.DeleteLease(ctx, "c1"); err != nil {
+	count(all, 3)
+	count(ipA, 1)
+	clock.Advance(6 * time.Second) // c3, c4 expired, c1 renewed
+	count(all, 1)
+	count(sessX, 1)
+	count(ipB, 0)
+	if err := s.DeleteLease(ctx, c1); err != nil {
 		t.Fatal(err)
 	}
-	count(0)
+	count(all, 0)
+	count(ipA, 0)
+	count(sessX, 0)
 }
 
 func testCounters(t *testing.T, newStore Factory) {
