@@ -77,6 +77,9 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 	relay := server.New(st, cfg, server.Options{
 		Ingest: ingest.Options{Logger: log},
 		Stream: stream.Options{Logger: log},
+		// The page of the local adapter may get its own stream tokens; the
+		// handler serves loopback, same-origin requests only.
+		DevTokens: true,
 	})
 	srv := &http.Server{
 		Handler:           relay,

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,8 +35,10 @@ var indexHTML []byte
 // The placeholders on <body> that Options fills in; the page treats an empty
 // value as "not configured".
 const (
-	streamAttr = `data-stream-url=""`
-	apiAttr    = `data-api-url=""`
+	streamAttr  = `data-stream-url=""`
+	apiAttr     = `data-api-url=""`
+	originsAttr = `data-stream-origins=""`
+	tokenAttr   = `data-token-url=""`
 )
 
 var (
@@ -49,11 +52,18 @@ type Options struct {
 	// no ?stream= override: an absolute http(s) URL, either a base (origin
 	// with optional path prefix, e.g. a Lambda function URL) to which
 	// /api/webhook/stream is appended, or the full stream endpoint. When set,
-	// the CSP connect-src is narrowed to 'self' plus this URL's origin, so a
-	// ?stream= override pointing elsewhere is blocked by the browser. When
-	// empty the stream is next to the page and connect-src is *, so that
-	// ?stream= can point anywhere.
+	// this URL's origin joins the CSP connect-src. Empty: the stream is next
+	// to the page.
 	StreamURL string
+	// StreamOrigins are further origins a ?stream= override may name
+	// (PAGE_STREAM_ORIGINS). The page ignores any other, and the CSP
+	// connect-src allows only 'self', StreamURL's origin and these: a crafted
+	// link cannot send the tab's session id to another site.
+	StreamOrigins []string
+	// TokenURL, when set, is where the page gets a stream token for its
+	// session (POST {"sessionId"}) before each connection, renewing it before
+	// it expires: stream tokens are on.
+	TokenURL string
 	// APIURL is the POST /api/webhook target shown in the page's curl
 	// command when the page URL has no ?api= override (same base-or-endpoint
 	// rules as StreamURL). Empty: next to the page.
@@ -75,8 +85,8 @@ func mustBuild(o Options) *handler {
 }
 
 // Handler returns the handler for the chat page with default Options: the
-// stream and the POST endpoint next to the page, overridable with the page
-// URL's ?stream= and ?api= query parameters.
+// stream and the POST endpoint next to the page; ?api= may name another POST
+// target for the curl command, ?stream= nothing but the page's own origin.
 func Handler() http.Handler { return mustBuild(Options{}) }
 
 // NewHandler returns a chat page handler configured by o. It fails when a
@@ -91,15 +101,32 @@ func NewHandler(o Options) (http.Handler, error) {
 
 func build(o Options) (*handler, error) {
 	page := indexHTML
-	connect := "*"
+	connect := []string{"'self'"}
 	if o.StreamURL != "" {
 		origin, err := httpOrigin(o.StreamURL)
 		if err != nil {
 			return nil, fmt.Errorf("stream URL: %w", err)
 		}
-		connect = "'self' " + origin
+		connect = append(connect, origin)
 		page = bytes.Replace(page, []byte(streamAttr),
 			[]byte(`data-stream-url="`+html.EscapeString(o.StreamURL)+`"`), 1)
+	}
+	var allowed []string
+	for _, raw := range o.StreamOrigins {
+		origin, err := httpOrigin(raw)
+		if err != nil {
+			return nil, fmt.Errorf("stream origin: %w", err)
+		}
+		allowed = append(allowed, origin)
+	}
+	if len(allowed) > 0 {
+		connect = append(connect, allowed...)
+		page = bytes.Replace(page, []byte(originsAttr),
+			[]byte(`data-stream-origins="`+html.EscapeString(strings.Join(allowed, " "))+`"`), 1)
+	}
+	if o.TokenURL != "" {
+		page = bytes.Replace(page, []byte(tokenAttr),
+			[]byte(`data-token-url="`+html.EscapeString(o.TokenURL)+`"`), 1)
 	}
 	if o.APIURL != "" {
 		if _, err := httpOrigin(o.APIURL); err != nil {
@@ -108,7 +135,7 @@ func build(o Options) (*handler, error) {
 		page = bytes.Replace(page, []byte(apiAttr),
 			[]byte(`data-api-url="`+html.EscapeString(o.APIURL)+`"`), 1)
 	}
-	csp, err := contentSecurityPolicy(page, connect)
+	csp, err := contentSecurityPolicy(page, strings.Join(slices.Compact(connect), " "))
 	if err != nil {
 		return nil, err
 	}

@@ -59,7 +59,7 @@ func TestServesPage(t *testing.T) {
 				}
 			}
 			csp := res.Header.Get("Content-Security-Policy")
-			for _, want := range []string{"default-src 'none'", "script-src 'sha256-", "style-src 'sha256-", "connect-src *", "frame-ancestors 'none'"} {
+			for _, want := range []string{"default-src 'none'", "script-src 'sha256-", "style-src 'sha256-", "connect-src 'self';", "frame-ancestors 'none'"} {
 				if !strings.Contains(csp, want) {
 					t.Errorf("CSP %q lacks %q", csp, want)
 				}
@@ -263,7 +263,14 @@ func TestNewHandler(t *testing.T) {
 		wantConnect string
 		wantInBody  []string
 	}{
-		{name: "zero", opts: Options{}, wantConnect: "connect-src *", wantInBody: []string{streamAttr, apiAttr}},
+		{name: "zero", opts: Options{}, wantConnect: "connect-src 'self';", wantInBody: []string{streamAttr, apiAttr, originsAttr, tokenAttr}},
+		{
+			name:        "allowed stream origins and tokens",
+			opts:        Options{StreamOrigins: []string{"https://a.example.com", "http://127.0.0.1:9000/"}, TokenURL: DevTokenPath},
+			wantConnect: "connect-src 'self' https://a.example.com http://127.0.0.1:9000;",
+			wantInBody:  []string{`data-stream-origins="https://a.example.com http://127.0.0.1:9000"`, `data-token-url="` + DevTokenPath + `"`},
+		},
+		{name: "bad stream origin", opts: Options{StreamOrigins: []string{"example.com"}}, wantErr: true},
 		{
 			name:        "function URL",
 			opts:        Options{StreamURL: "https://abc123.lambda-url.eu-west-1.on.aws/"},

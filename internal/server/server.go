@@ -5,12 +5,14 @@ package server
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/chatpage"
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
 	"github.com/webhook-relay/webhook-relay/internal/stream"
+	"github.com/webhook-relay/webhook-relay/internal/token"
 )
 
 // Store is everything the relay needs of a message store.
@@ -23,22 +25,46 @@ type Store interface {
 type Options struct {
 	Ingest ingest.Options
 	Stream stream.Options
+	// DevTokens lets the chat page get its own stream tokens when they are
+	// on (chatpage.DevTokenHandler: loopback, same origin): for the local
+	// adapter, never for a server others can reach.
+	DevTokens bool
 }
 
 // Server routes by exact path; everything else is a JSON 404.
 type Server struct {
-	page   http.Handler
-	ingest *ingest.Handler
-	stream *stream.Handler
+	page     http.Handler
+	devToken http.Handler // nil unless Options.DevTokens and tokens are on
+	ingest   *ingest.Handler
+	stream   *stream.Handler
 }
 
-// New builds the relay on st.
+// New builds the relay on st. A PAGE_STREAM_ORIGINS entry that is not an
+// http(s) origin is an error (config checks it too).
 func New(st Store, cfg config.Config, opts Options) *Server {
-	return &Server{
-		page:   chatpage.Handler(),
+	s := &Server{
 		ingest: ingest.New(st, cfg, opts.Ingest),
 		stream: stream.New(st, cfg, opts.Stream),
 	}
+	po := chatpage.Options{StreamOrigins: cfg.PageStreamOrigins}
+	if opts.DevTokens && len(cfg.StreamTokenSecrets) > 0 {
+		keys, err := token.NewKeys(cfg.StreamTokenSecrets)
+		if err != nil {
+			panic("server: " + err.Error()) // config has checked them
+		}
+		now := opts.Stream.Now
+		if now == nil {
+			now = time.Now
+		}
+		s.devToken = chatpage.DevTokenHandler(keys, now)
+		po.TokenURL = chatpage.DevTokenPath
+	}
+	page, err := chatpage.NewHandler(po)
+	if err != nil {
+		panic("server: PAGE_STREAM_ORIGINS: " + err.Error()) // config has checked them
+	}
+	s.page = page
+	return s
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +75,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stream.ServeHTTP(w, r)
 	case "/", "/index.html":
 		s.page.ServeHTTP(w, r)
+	case chatpage.DevTokenPath:
+		if s.devToken == nil {
+			jsonhttp.NotFound(w)
+			return
+		}
+		s.devToken.ServeHTTP(w, r)
 	default:
 		jsonhttp.NotFound(w)
 	}
