@@ -161,12 +161,18 @@ func mapLookup(env map[string]string) func(string) (string, bool) {
 // it and checks that run returned nil.
 func startServer(t testing.TB, env map[string]string) *testServer {
 	t.Helper()
+	return startServerWith(t, env, adapterOptions{})
+}
+
+// startServerWith is startServer with options beyond the environment.
+func startServerWith(t testing.TB, env map[string]string, opts adapterOptions) *testServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out, logs := new(testutil.Buffer), new(testutil.Buffer)
 	done := make(chan error, 1)
 	exited := make(chan struct{})
 	go func() {
-		done <- run(ctx, mapLookup(env), out, logs)
+		done <- runWith(ctx, mapLookup(env), out, logs, opts)
 		close(exited)
 	}()
 	url, port := waitURL(t, out, 10*time.Second, exited)

@@ -45,6 +45,18 @@ func main() {
 const shutdownGrace = 5 * time.Second
 
 func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer) error {
+	return runWith(ctx, lookup, stdout, stderr, adapterOptions{})
+}
+
+// adapterOptions are the little the tests vary besides the environment.
+type adapterOptions struct {
+	// devTokenTTL is the lifetime of the chat page's stream tokens; zero is
+	// chatpage.DefaultDevTokenTTL. The browser test shortens it to see the
+	// page renew its token.
+	devTokenTTL time.Duration
+}
+
+func runWith(ctx context.Context, lookup func(string) (string, bool), stdout, stderr io.Writer, opts adapterOptions) error {
 	// Like the seed guide's setup step: .env.local, then .env; the real
 	// environment wins.
 	getenv, loaded, err := dotenv.Getenv(lookup, ".env.local", ".env")
@@ -79,7 +91,8 @@ func run(ctx context.Context, lookup func(string) (string, bool), stdout, stderr
 		Stream: stream.Options{Logger: log},
 		// The page of the local adapter may get its own stream tokens; the
 		// handler serves loopback, same-origin requests only.
-		DevTokens: true,
+		DevTokens:   true,
+		DevTokenTTL: opts.devTokenTTL,
 	})
 	srv := &http.Server{
 		Handler:           relay,

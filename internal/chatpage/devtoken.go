@@ -14,8 +14,9 @@ import (
 // DevTokenPath is where the local adapter's page gets its stream tokens.
 const DevTokenPath = "/api/webhook/dev-token"
 
-// devTokenTTL is short: the page renews it before each expiry.
-const devTokenTTL = 10 * time.Minute
+// DefaultDevTokenTTL is the lifetime of a development token when the
+// caller gives none: short, since the page renews it 30 s before each expiry.
+const DefaultDevTokenTTL = 10 * time.Minute
 
 // DevTokenHandler mints stream tokens for the chat page of the local
 // adapter when stream tokens are on: a token for whatever session the page
@@ -25,8 +26,12 @@ const devTokenTTL = 10 * time.Minute
 // page's own origin (Sec-Fetch-Site: same-origin, or a matching Origin), so
 // that another site open in the same browser cannot mint one either. It is
 // never mounted on Lambda: there an app backend mints tokens with the
-// secret, or calls POST /api/webhook/token.
-func DevTokenHandler(keys *token.Keys, now func() time.Time) http.Handler {
+// secret, or calls POST /api/webhook/token. Each token lives ttl
+// (DefaultDevTokenTTL when ttl is not positive).
+func DevTokenHandler(keys *token.Keys, now func() time.Time, ttl time.Duration) http.Handler {
+	if ttl <= 0 {
+		ttl = DefaultDevTokenTTL
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			jsonhttp.MethodNotAllowed(w, "POST")
@@ -53,7 +58,7 @@ func DevTokenHandler(keys *token.Keys, now func() time.Time) http.Handler {
 			jsonhttp.Error(w, http.StatusBadRequest, "Field 'sessionId' must be the page's session id.")
 			return
 		}
-		exp := now().Add(devTokenTTL).Truncate(time.Second)
+		exp := now().Add(ttl).Truncate(time.Second)
 		tok, err := keys.Sign(token.Claims{SessionID: req.SessionID, ExpiresAt: exp})
 		if err != nil {
 			jsonhttp.Error(w, http.StatusInternalServerError, "Could not sign the token.")

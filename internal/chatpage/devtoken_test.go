@@ -16,7 +16,7 @@ func TestDevToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := DevTokenHandler(keys, time.Now)
+	h := DevTokenHandler(keys, time.Now, 0)
 	const sid = "0b9e4c1a-7f5d-4e2a-9c3b-1d2e3f4a5b6c"
 	tests := []struct {
 		name   string
@@ -58,9 +58,39 @@ func TestDevToken(t *testing.T) {
 				return
 			}
 			c, err := keys.Verify(out.Token, time.Now())
-			if err != nil || c.SessionID != sid || time.Until(c.ExpiresAt) > devTokenTTL {
+			if err != nil || c.SessionID != sid || time.Until(c.ExpiresAt) > DefaultDevTokenTTL || time.Until(c.ExpiresAt) < DefaultDevTokenTTL-2*time.Second {
 				t.Fatalf("token grants %+v, %v", c, err)
 			}
 		})
+	}
+}
+
+// TestDevTokenTTL: the lifetime given is the one minted; none is the default.
+func TestDevTokenTTL(t *testing.T) {
+	keys, err := token.NewKeys([][]byte{[]byte("a stream token secret of 32 bytes!")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		ttl, want time.Duration
+	}{{0, DefaultDevTokenTTL}, {-time.Second, DefaultDevTokenTTL}, {40 * time.Second, 40 * time.Second}} {
+		h := DevTokenHandler(keys, func() time.Time { return now }, tt.ttl)
+		req := httptest.NewRequest("POST", "http://127.0.0.1:3000"+DevTokenPath, strings.NewReader(`{"sessionId":"s1"}`))
+		req.RemoteAddr = "127.0.0.1:5000"
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		var out struct {
+			Token     string `json:"token"`
+			ExpiresAt int64  `json:"expiresAt"`
+		}
+		if err := json.Unmarshal(w.Body.Bytes(), &out); err != nil || w.Code != http.StatusOK {
+			t.Fatalf("ttl %s: %d %s", tt.ttl, w.Code, w.Body)
+		}
+		c, err := keys.Verify(out.Token, now)
+		if err != nil || !c.ExpiresAt.Equal(now.Add(tt.want)) || out.ExpiresAt != now.Add(tt.want).UnixMilli() {
+			t.Errorf("ttl %s: token expires %s (answer %d), %v; want %s", tt.ttl, c.ExpiresAt, out.ExpiresAt, err, now.Add(tt.want))
+		}
 	}
 }

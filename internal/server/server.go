@@ -29,6 +29,9 @@ type Options struct {
 	// on (chatpage.DevTokenHandler: loopback, same origin): for the local
 	// adapter, never for a server others can reach.
 	DevTokens bool
+	// DevTokenTTL is the lifetime of those tokens; zero means
+	// chatpage.DefaultDevTokenTTL (10 minutes).
+	DevTokenTTL time.Duration
 }
 
 // Server routes by exact path; everything else is a JSON 404.
@@ -56,7 +59,7 @@ func New(st Store, cfg config.Config, opts Options) *Server {
 		if now == nil {
 			now = time.Now
 		}
-		s.devToken = chatpage.DevTokenHandler(keys, now)
+		s.devToken = chatpage.DevTokenHandler(keys, now, opts.DevTokenTTL)
 		po.TokenURL = chatpage.DevTokenPath
 	}
 	page, err := chatpage.NewHandler(po)
