@@ -4,6 +4,9 @@
 #   Java 17+ and npm  DynamoDB Local (its jar comes from npm, see infra/package.json)
 #   chromium          the chat window's browser test
 #   curl, python3 + requests, node   the README's and the guide's examples
+#   python3-jwt       PyJWT for the README's Python token example (Debian's, for
+#                     the system python3; the Node.js one's jsonwebtoken is
+#                     installed by its test with npm ci, pinned)
 #   cfn-lint          the SAM template check
 # When everything is there it only looks (no apt-get update). Debian
 # packages are installed as root; otherwise it stops with the command to
@@ -28,6 +31,11 @@ java_major() {
 }
 java_ok() { have java && [[ "$(java_major)" -ge 17 ]] 2>/dev/null; }
 requests_ok() { have python3 && python3 -c 'import requests' >/dev/null 2>&1; }
+# PyJWT in the python3 on PATH or in the system one (Debian's python3-jwt).
+pyjwt_ok() {
+	{ have python3 && python3 -c 'import jwt'; } >/dev/null 2>&1 ||
+		{ [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import jwt'; } >/dev/null 2>&1
+}
 
 # Debian packages for what is missing; python modules after python3.
 apt_pkgs=()
@@ -40,6 +48,7 @@ check() {
 	have chromium || have chromium-browser || apt_pkgs+=(chromium)
 	have curl || apt_pkgs+=(curl)
 	have python3 || apt_pkgs+=(python3)
+	pyjwt_ok || apt_pkgs+=(python3-jwt)
 	requests_ok || pip_pkgs+=("requests==$REQUESTS_VERSION")
 	have cfn-lint || pip_pkgs+=("cfn-lint==$CFN_LINT_VERSION")
 	if ((${#pip_pkgs[@]})) && ! python3 -m pip --version >/dev/null 2>&1; then
