@@ -9,9 +9,39 @@
 //
 // Each function process handles one invocation at a time, as on Lambda.
 // Further invocations queue, or start more processes up to
-// Function.Concurrency. A process that crashes, times out, or whose
-// invocation is abandoned by the caller is killed and started again (a cold
-// start) on the next invocation.
+// Function.Concurrency. A process that crashes or times out is killed and
+// started again (a cold start) on the next invocation.
+//
+// # When the caller goes away
+//
+// On AWS, Lambda tells a response-streaming function nothing when the client
+// of its function URL goes away (the browser tab is closed, the connection
+// drops): its context is not cancelled, no signal arrives, its writes do not
+// fail. The invocation runs on until the handler returns or the function's
+// timeout kills it, and all that time is billed; what it writes after the
+// client left is simply dropped. Buffered invocations are no different.
+//
+// The emulator does the same. The caller of an invocation leaves when the
+// HTTP client of a handler (FunctionURLHandler and the others) disconnects,
+// when the ctx given to Invoke or InvokeStream is done, or when
+// StreamResponse.Body is closed before its end. The emulator then keeps
+// reading the response the runtime posts and discards it, answering the
+// runtime as usual, until the runtime has posted its whole response (or its
+// error), the process exits, or Function.Timeout expires and the process is
+// killed, as it would be on Lambda. Meanwhile the process is busy: further
+// invocations go to other processes or wait. Only an invocation the function
+// has not got yet (queued, or waiting for a cold start to end) is dropped
+// when its caller leaves; the cold start itself goes on. Close alone stops
+// invocations in progress.
+//
+// # Billed duration
+//
+// Every invocation the function got is recorded once it is over (see
+// Invocation and Emulator.Invocations) and logged with a "report" line:
+// from the moment its GET .../invocation/next returned to the function's
+// last byte of response (the end of the body of its POST .../response, or
+// its POST .../error), rounded up to the next whole millisecond as Lambda
+// bills it ("billedMs"), together with whether and when the client left.
 package lambdaemu
 
 import (
@@ -55,7 +85,8 @@ var ErrClosed = errors.New("lambdaemu: emulator closed")
 var ErrTimeout = errors.New("lambdaemu: task timed out")
 
 // ErrAbandoned is returned by reads of a response body that its caller
-// closed before the end of the stream; the function process is killed.
+// closed before the end of the stream. The function is not told: it runs
+// on, and the rest of its response is discarded.
 var ErrAbandoned = errors.New("lambdaemu: response abandoned by the caller")
 
 // Function describes a Lambda function to run.
@@ -108,6 +139,7 @@ type Emulator struct {
 	idle      []*instance
 	pending   []*invocation
 	initDur   time.Duration
+	records   []Invocation // of the invocations that are over, oldest first
 }
 
 // Start starts the runtime API and one process of fn, and returns once that
@@ -199,8 +231,10 @@ type Response struct {
 
 // Invoke invokes the function with payload and waits for the whole response.
 // A function error is returned as *FunctionError; a crash as *ExitError;
-// an exceeded deadline wraps ErrTimeout. Cancelling ctx before the end of the
-// invocation stops it by killing its process.
+// an exceeded deadline wraps ErrTimeout. Cancelling ctx makes Invoke return
+// at once with its cause, but as on Lambda an invocation the function has
+// got runs on to its end, its response discarded (see the package
+// documentation).
 func (e *Emulator) Invoke(ctx context.Context, payload []byte) (*Response, error) {
 	inv, raw, err := e.invoke(ctx, payload)
 	if err != nil {
@@ -231,15 +265,18 @@ type StreamResponse struct {
 	Streamed bool
 	// Body yields the body as the function writes it. A function error that
 	// the runtime reports mid-stream surfaces as a *FunctionError from Read.
-	// Close it: closing before the end abandons the invocation and kills the
-	// process (like a client disconnecting from a function URL).
+	// Close it. Closing it before the end, or the end of the ctx given to
+	// InvokeStream, is the client disconnecting from a function URL: Reads
+	// fail from then on (with ErrAbandoned, or the cause of ctx), while the
+	// function, not told, runs on to its end and its output is discarded.
 	Body io.ReadCloser
 }
 
 // InvokeStream invokes the function with payload, typically an
 // events.LambdaFunctionURLRequest, and returns as soon as the response's
 // status and headers are known: for a streaming function (lambdaurl.Start),
-// as soon as the prelude has been parsed; the body then streams.
+// as soon as the prelude has been parsed; the body then streams. ctx covers
+// the reading of the body too.
 func (e *Emulator) InvokeStream(ctx context.Context, payload []byte) (*StreamResponse, error) {
 	inv, raw, err := e.invoke(ctx, payload)
 	if err != nil {
@@ -399,26 +436,25 @@ func (e *Emulator) Close() error {
 }
 
 // invoke queues an invocation and waits for the runtime's first answer: the
-// start of its response, or an error.
+// start of its response, or an error. When ctx ends first, the caller has
+// left: invoke returns its cause, and the invocation, if the function has
+// got it, runs on.
 func (e *Emulator) invoke(ctx context.Context, payload []byte) (*invocation, *rawResponse, error) {
+	if ctx.Err() != nil {
+		return nil, nil, context.Cause(ctx)
+	}
 	inv := newInvocation(ctx, payload)
 	if err := e.dispatch(inv); err != nil {
+		inv.unwatch()
 		return nil, nil, err
 	}
 	select {
 	case o := <-inv.result:
 		return inv, o.resp, o.err
-	case <-ctx.Done():
-		inv.abort(context.Cause(ctx))
-		// The runtime may have answered meanwhile: release that answer.
-		select {
-		case o := <-inv.result:
-			if o.resp != nil {
-				o.resp.body.Close()
-			}
-		default:
-		}
-		return nil, nil, context.Cause(ctx)
+	case <-inv.left:
+		// An answer given meanwhile needs no release: once the caller has
+		// left, the body is read and discarded without it.
+		return nil, nil, inv.goneErr
 	}
 }
 
@@ -462,7 +498,11 @@ func (e *Emulator) next(in *instance) *invocation {
 		inv := e.pending[0]
 		e.pending[0] = nil
 		e.pending = e.pending[1:]
-		if !isClosed(inv.aborted) {
+		switch {
+		case isClosed(inv.aborted):
+		case isClosed(inv.left):
+			inv.abort(inv.goneErr) // dropped before it reached the function
+		default:
 			return inv
 		}
 	}

@@ -175,12 +175,15 @@ func readWithin(t *testing.T, r io.Reader, d time.Duration, what string) (string
 	}
 }
 
-func urlEvent(t *testing.T, method, path string) []byte {
+// urlEvent is a function URL event for target, a path with an optional query.
+func urlEvent(t *testing.T, method, target string) []byte {
 	t.Helper()
+	path, query, _ := strings.Cut(target, "?")
 	b, err := json.Marshal(events.LambdaFunctionURLRequest{
-		Version: "2.0",
-		RawPath: path,
-		Headers: map[string]string{"host": "lambdaemu.test"},
+		Version:        "2.0",
+		RawPath:        path,
+		RawQueryString: query,
+		Headers:        map[string]string{"host": "lambdaemu.test"},
 		RequestContext: events.LambdaFunctionURLRequestContext{
 			DomainName: "lambdaemu.test",
 			HTTP:       events.LambdaFunctionURLRequestContextHTTPDescription{Method: method, Path: path},
@@ -524,9 +527,14 @@ func TestConcurrency(t *testing.T) {
 	})
 }
 
-func TestAbandonedStreamFreesTheProcess(t *testing.T) {
+// Closing a stream before its end is the client leaving: the function is
+// not told. It goes on waiting at the gate, holding its process (the next
+// invocation waits), and once the gate opens it writes "b", which is
+// discarded, and ends normally; its process lives on.
+func TestAbandonedStreamRunsOn(t *testing.T) {
 	g := newGate(t)
-	e := start(t, "streamfn", withGate(g))
+	e := start(t, "streamfn", withGate(g)) // one process
+	pid := echoPID(t, e)
 	resp, err := e.InvokeStream(t.Context(), urlEvent(t, "GET", "/stream"))
 	if err != nil {
 		t.Fatal(err)
@@ -535,19 +543,40 @@ func TestAbandonedStreamFreesTheProcess(t *testing.T) {
 		t.Fatalf("first read = %q, %v", s, err)
 	}
 	g.waitArrival(t)
-	resp.Body.Close() // the gate stays shut: only killing the process ends that invocation
+	resp.Body.Close()
 	if _, err := resp.Body.Read(make([]byte, 1)); !errors.Is(err, ErrAbandoned) {
 		t.Errorf("Read after Close = %v, want ErrAbandoned", err)
 	}
 
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	next, err := e.InvokeStream(ctx, urlEvent(t, "GET", "/echo"))
-	if err != nil {
-		t.Fatalf("the invocation after an abandoned one: %v", err)
+	next := make(chan int, 1)
+	go func() {
+		p, err := tryEchoPID(t.Context(), e)
+		if err != nil {
+			t.Errorf("the invocation after an abandoned one: %v", err)
+		}
+		next <- p
+	}()
+	select {
+	case <-next:
+		t.Fatal("the next invocation ran while the abandoned one was still waiting at the gate: was the function stopped?")
+	case <-time.After(300 * time.Millisecond):
 	}
-	io.Copy(io.Discard, next.Body)
-	next.Body.Close()
+	if _, ok := findRecord(e, resp.RequestID); ok {
+		t.Fatal("the abandoned invocation is over while its function still waits at the gate")
+	}
+	g.open()
+	select {
+	case got := <-next:
+		if got != pid {
+			t.Errorf("pid %d after the abandoned invocation, was %d: its process was stopped", got, pid)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next invocation never ran")
+	}
+	rec := waitRecord(t, e, resp.RequestID, 5*time.Second)
+	if !rec.ClientGone || rec.Dropped != 1 || rec.Error != "" {
+		t.Errorf("record %+v, want the client gone, 1 byte (\"b\") dropped, no error", rec)
+	}
 }
 
 func TestCloseStopsInvocations(t *testing.T) {

@@ -26,7 +26,9 @@ const requestTimeLayout = "02/Jan/2006:15:04:05 -0700"
 // streamed response (lambdaurl.Start, InvokeMode RESPONSE_STREAM) is relayed
 // as it is produced, with a flush after every chunk; a buffered one is
 // decoded as an events.LambdaFunctionURLResponse. When the client goes away
-// the invocation stops (its process is killed).
+// the function is not told, as on AWS: it runs on to the end of its response
+// or its timeout, and what it writes is discarded (see the package
+// documentation).
 func (e *Emulator) FunctionURLHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		payload, ok := eventPayload(e, w, r, functionURLEvent, http.StatusBadGateway)
@@ -115,7 +117,10 @@ func (e *Emulator) serveStream(w http.ResponseWriter, r *http.Request, payload [
 		e.gatewayError(w, r, err, errStatus)
 		return
 	}
-	defer resp.Body.Close() // before the end: the client left, stop the function
+	// Closing before the end tells the emulator that the client left; the
+	// function runs on regardless. So does the end of r's context, which also
+	// makes a blocked Read return.
+	defer resp.Body.Close()
 
 	h := w.Header()
 	for k, v := range resp.Headers {

@@ -54,10 +54,14 @@ func TestFunctionURLHandlerStreamsProgressively(t *testing.T) {
 	}
 }
 
+// A client that disconnects does not stop the function, as on AWS: it waits
+// on at the (shut) gate and keeps its process, so the next request waits
+// until the gate opens, and is then served by the same process.
 func TestFunctionURLHandlerClientDisconnect(t *testing.T) {
 	g := newGate(t)
 	e := start(t, "streamfn", withGate(g)) // one process
 	srv := serve(t, e.FunctionURLHandler())
+	pid := echoPID(t, e)
 
 	ctx, cancel := context.WithCancel(t.Context())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/stream", nil)
@@ -68,22 +72,49 @@ func TestFunctionURLHandlerClientDisconnect(t *testing.T) {
 	if s, err := readWithin(t, resp.Body, 5*time.Second, "first chunk"); s != "a" || err != nil {
 		t.Fatalf("first read = %q, %v", s, err)
 	}
-	g.waitArrival(t)
-	cancel() // the client leaves while the function waits at the (shut) gate
+	id := g.waitArrival(t)
+	cancel() // the client leaves while the function waits at the gate
 	resp.Body.Close()
 
-	// The only process was stopped and replaced, so the next request is served.
-	ctx2, cancel2 := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel2()
-	req2, _ := http.NewRequestWithContext(ctx2, http.MethodGet, srv.URL+"/echo", nil)
-	resp2, err := srv.Client().Do(req2)
-	if err != nil {
-		t.Fatalf("the request after a disconnect: %v", err)
+	type result struct {
+		status int
+		pid    int
+		err    error
 	}
-	io.Copy(io.Discard, resp2.Body)
-	resp2.Body.Close()
-	if resp2.StatusCode != http.StatusOK {
-		t.Errorf("status %d", resp2.StatusCode)
+	next := make(chan result, 1)
+	go func() {
+		ctx2, cancel2 := context.WithTimeout(t.Context(), 20*time.Second)
+		defer cancel2()
+		req2, _ := http.NewRequestWithContext(ctx2, http.MethodGet, srv.URL+"/echo", nil)
+		resp2, err := srv.Client().Do(req2)
+		if err != nil {
+			next <- result{err: err}
+			return
+		}
+		defer resp2.Body.Close()
+		var ec struct {
+			PID int `json:"pid"`
+		}
+		err = json.NewDecoder(resp2.Body).Decode(&ec)
+		next <- result{resp2.StatusCode, ec.PID, err}
+	}()
+	select {
+	case r := <-next:
+		t.Fatalf("the request after a disconnect was served (%+v) while the first function still waited at the gate: was it stopped?", r)
+	case <-time.After(300 * time.Millisecond):
+	}
+	g.open()
+	select {
+	case r := <-next:
+		if r.err != nil || r.status != http.StatusOK || r.pid != pid {
+			t.Errorf("the request after a disconnect: status %d, pid %d (want %d), %v", r.status, r.pid, pid, r.err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the request after a disconnect was never served")
+	}
+	rec := waitRecord(t, e, id, 5*time.Second)
+	if !rec.ClientGone || rec.Dropped != 1 || rec.Error != "" {
+		t.Errorf("record %+v, want the client gone, 1 byte (\"b\") dropped, no error", rec)
 	}
 }
 

@@ -1,6 +1,7 @@
 package lambdaemu
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -86,19 +87,29 @@ type invocation struct {
 	id      string
 	traceID string
 	payload []byte
-	ctx     context.Context
+	unwatch func() bool // stops watching the caller's context
 
 	deadline time.Time // set by the dispatcher before delivery
 
-	result     chan outcome // capacity 1: the runtime's first answer
-	resultOnce sync.Once
-	responded  chan struct{} // closed when the runtime posts a response or an error
-	respOnce   sync.Once
-	finished   chan struct{} // closed when the runtime is done with the invocation
-	finOnce    sync.Once
-	aborted    chan struct{} // closed by abort
-	abortOnce  sync.Once
-	abortErr   error
+	result    chan outcome  // capacity 1: the runtime's first answer, unless the caller left
+	responded chan struct{} // closed when the runtime posts a response or an error
+	respOnce  sync.Once
+	finished  chan struct{} // closed when the runtime is done with the invocation
+	finOnce   sync.Once
+	aborted   chan struct{} // closed by abort
+	abortOnce sync.Once
+	abortErr  error
+	left      chan struct{} // closed by leave: the caller is gone
+
+	mu       sync.Mutex
+	answered bool
+	goneErr  error     // why the caller left; set before left is closed
+	goneAt   time.Time // when, if before the end of the invocation
+	start    time.Time // when the runtime got it: its GET .../next returned
+	init     time.Duration
+	reported bool
+	bytes    int64 // response bytes the runtime posted
+	dropped  int64 // of these, discarded because the caller had left
 }
 
 type outcome struct {
@@ -106,27 +117,67 @@ type outcome struct {
 	err  error
 }
 
+// newInvocation returns an invocation for payload whose caller leaves when
+// ctx is done.
 func newInvocation(ctx context.Context, payload []byte) *invocation {
-	return &invocation{
+	inv := &invocation{
 		id:        newUUID(),
 		traceID:   newTraceID(),
 		payload:   payload,
-		ctx:       ctx,
 		result:    make(chan outcome, 1),
 		responded: make(chan struct{}),
 		finished:  make(chan struct{}),
 		aborted:   make(chan struct{}),
+		left:      make(chan struct{}),
 	}
+	inv.unwatch = context.AfterFunc(ctx, func() { inv.leave(context.Cause(ctx)) })
+	return inv
 }
 
-// answer delivers the first outcome to the caller; later ones are dropped.
+// answer delivers the first outcome to the caller, unless the caller has
+// left; it reports whether the caller takes it.
 func (inv *invocation) answer(o outcome) bool {
-	first := false
-	inv.resultOnce.Do(func() {
-		inv.result <- o
-		first = true
-	})
-	return first
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if inv.answered || isClosed(inv.left) {
+		return false
+	}
+	inv.answered = true
+	inv.result <- o
+	return true
+}
+
+// leave records that the caller is gone (err says why: its context, or
+// ErrAbandoned). The function is not told: an invocation it has got runs on,
+// and what it still writes is discarded; one it has not got yet is dropped.
+func (inv *invocation) leave(err error) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if isClosed(inv.left) {
+		return
+	}
+	inv.goneErr = err
+	if !inv.reported {
+		inv.goneAt = time.Now()
+	}
+	close(inv.left)
+}
+
+// started records that the runtime got the invocation, with the init
+// duration of its process when this is the process's first invocation.
+func (inv *invocation) started(at time.Time, init time.Duration) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.start, inv.init = at, init
+}
+
+func (inv *invocation) count(n int, dropped bool) {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	inv.bytes += int64(n)
+	if dropped {
+		inv.dropped += int64(n)
+	}
 }
 
 func (inv *invocation) finish() { inv.finOnce.Do(func() { close(inv.finished) }) }
@@ -139,6 +190,7 @@ func (inv *invocation) abort(err error) {
 		close(inv.aborted)
 	})
 	inv.answer(outcome{err: err})
+	inv.unwatch()
 }
 
 // cause waits up to d for the invocation to be aborted and returns why.
@@ -167,77 +219,106 @@ func (r *rawResponse) streamed() bool {
 }
 
 // relayBody hands the body of the runtime's POST .../response to the caller
-// as it arrives: each Read reads the request body of the runtime API handler,
-// which waits until the caller is done.
+// as it arrives. The runtime API handler reads that body (pump) and passes
+// each chunk on once the caller takes it, so the runtime goes at the
+// caller's pace; once the caller has left, it reads on and discards.
 type relayBody struct {
-	inv *invocation
-	req *http.Request
-
-	done chan struct{} // closed at the end: EOF, error, or Close
-
-	mu       sync.Mutex
-	ended    bool
-	complete bool  // the whole body (and trailers) arrived
-	err      error // returned by Reads after the end
+	inv    *invocation
+	chunks chan []byte   // from pump to Read, unbuffered
+	done   chan struct{} // closed by pump at the end, after its last chunk
+	err    error         // why it ended: io.EOF, a *FunctionError, a broken stream
+	// pending is what Read has taken from chunks and not returned yet.
+	pending []byte
 }
 
-func newRelayBody(inv *invocation, req *http.Request) *relayBody {
-	return &relayBody{inv: inv, req: req, done: make(chan struct{})}
-}
-
-// end records the end of the body; it reports whether this call ended it.
-func (b *relayBody) end(complete bool, err error) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.ended {
-		return false
-	}
-	b.ended, b.complete, b.err = true, complete, err
-	close(b.done)
-	return true
-}
-
-func (b *relayBody) state() (ended, complete bool, err error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.ended, b.complete, b.err
+func newRelayBody(inv *invocation) *relayBody {
+	return &relayBody{inv: inv, chunks: make(chan []byte), done: make(chan struct{})}
 }
 
 func (b *relayBody) Read(p []byte) (int, error) {
-	if ended, _, err := b.state(); ended {
-		return 0, err
-	}
-	n, err := b.req.Body.Read(p)
-	switch {
-	case err == nil:
-		return n, nil
-	case errors.Is(err, io.EOF):
-		// Trailers are readable once the body has been read to its end.
-		if fe := trailerError(b.req.Trailer); fe != nil {
-			b.end(true, fe)
-			return n, fe
+	inv := b.inv
+	if len(b.pending) == 0 {
+		if isClosed(inv.left) {
+			return 0, inv.goneErr
 		}
-		b.end(true, io.EOF)
-		return n, io.EOF
-	default:
-		// The runtime's connection broke: most likely its process died, which
-		// the dispatcher reports in a moment with a better error.
-		cause := b.inv.cause(time.Second)
-		if cause == nil {
-			cause = fmt.Errorf("lambdaemu: response stream from the runtime broke: %w", err)
+		select {
+		case b.pending = <-b.chunks:
+		case <-b.done:
+			return 0, b.err
+		case <-inv.left:
+			return 0, inv.goneErr
+		case <-inv.aborted:
+			if isClosed(b.done) {
+				return 0, b.err
+			}
+			return 0, inv.abortErr
 		}
-		b.end(false, cause)
-		return n, cause
 	}
+	n := copy(p, b.pending)
+	b.pending = b.pending[n:]
+	return n, nil
 }
 
-// Close ends the relay. Before the end of the body it abandons the
-// invocation: the process is killed.
+// Close ends the relay. Before the end of the body it is the caller leaving:
+// the function is not told, runs on to the end of its response or its
+// timeout, and the rest of its response is discarded.
 func (b *relayBody) Close() error {
-	if b.end(false, ErrAbandoned) {
-		b.inv.abort(ErrAbandoned)
-	}
+	b.inv.leave(ErrAbandoned)
 	return nil
+}
+
+// pump reads the body of the runtime's request r to its end, handing it to
+// the caller or, once the caller has left, discarding it. At the end of a
+// complete body it reports the invocation to e (its last byte) and finishes
+// it; it reports whether the body was complete.
+func (b *relayBody) pump(e *Emulator, r *http.Request) bool {
+	inv := b.inv
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Body.Read(buf)
+		if n > 0 {
+			if isClosed(inv.left) {
+				inv.count(n, true)
+			} else {
+				select {
+				case b.chunks <- bytes.Clone(buf[:n]):
+					inv.count(n, false)
+				case <-inv.left:
+					inv.count(n, true)
+				case <-inv.aborted:
+					inv.count(n, false)
+					b.err = inv.abortErr
+					close(b.done)
+					return false
+				}
+			}
+		}
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, io.EOF):
+			b.err = io.EOF
+			var ferr error
+			// Trailers are readable once the body has been read to its end.
+			if fe := trailerError(r.Trailer); fe != nil {
+				b.err, ferr = fe, fe
+			}
+			e.report(inv, time.Now(), ferr)
+			inv.finish()
+			close(b.done)
+			return true
+		default:
+			// The runtime's connection broke: most likely its process died, which
+			// the dispatcher reports in a moment with a better error.
+			cause := inv.cause(time.Second)
+			if cause == nil {
+				cause = fmt.Errorf("lambdaemu: response stream from the runtime broke: %w", err)
+			}
+			b.err = cause
+			close(b.done)
+			return false
+		}
+	}
 }
 
 // trailerError decodes the error trailers aws-lambda-go sends when the

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -56,6 +57,7 @@ type process struct {
 	exited       chan struct{}
 	waitErr      error // valid once exited is closed
 	stderr       tailBuffer
+	served       atomic.Bool // it has got an invocation
 }
 
 func (p *process) markReady() {
@@ -235,13 +237,20 @@ func (in *instance) liveProcess(ctx context.Context) (*process, error) {
 
 // run takes inv through the runtime: delivery to GET .../next, then the
 // wait for its end, enforcing the deadline and killing the process of an
-// invocation that cannot end normally.
+// invocation that cannot end normally. The caller leaving does not end an
+// invocation the runtime has got (see the package documentation).
 func (in *instance) run(inv *invocation) {
 	e := in.e
 	var p *process
 	for attempt := 0; ; attempt++ {
+		if isClosed(inv.left) {
+			inv.abort(inv.goneErr) // it never reached the function
+			return
+		}
+		// A cold start goes on when the caller leaves meanwhile, as on Lambda:
+		// the next invocation finds the process warm.
 		var err error
-		if p, err = in.liveProcess(inv.ctx); err != nil {
+		if p, err = in.liveProcess(context.Background()); err != nil {
 			inv.abort(err)
 			return
 		}
@@ -259,8 +268,8 @@ func (in *instance) run(inv *invocation) {
 			return
 		case <-inv.aborted:
 			return
-		case <-inv.ctx.Done():
-			inv.abort(context.Cause(inv.ctx))
+		case <-inv.left:
+			inv.abort(inv.goneErr)
 			return
 		case <-e.done:
 			inv.abort(ErrClosed)
@@ -279,8 +288,6 @@ func (in *instance) run(inv *invocation) {
 		err = p.exitError()
 	case <-timer.C:
 		err = fmt.Errorf("%w after %.2f seconds", ErrTimeout, e.fn.Timeout.Seconds())
-	case <-inv.ctx.Done():
-		err = context.Cause(inv.ctx)
 	case <-inv.aborted:
 		err = inv.abortErr
 	case <-e.done:
@@ -289,6 +296,7 @@ func (in *instance) run(inv *invocation) {
 	if isClosed(inv.finished) {
 		return
 	}
+	e.report(inv, time.Now(), err)
 	inv.abort(err)
 	if errors.Is(err, ErrClosed) {
 		return // Close stops the processes
@@ -322,7 +330,8 @@ func (in *instance) shutdown() {
 }
 
 func (in *instance) handleNext(w http.ResponseWriter, r *http.Request) {
-	if p := in.currentProc(); p != nil {
+	p := in.currentProc()
+	if p != nil {
 		p.markReady()
 	}
 	in.mu.Lock()
@@ -344,6 +353,12 @@ func (in *instance) handleNext(w http.ResponseWriter, r *http.Request) {
 		h.Set(headerTraceID, inv.traceID)
 		w.WriteHeader(http.StatusOK)
 		_, _ = w.Write(inv.payload)
+		// The runtime cannot act on it before this handler returns.
+		var init time.Duration
+		if p != nil && !p.served.Swap(true) {
+			init = p.initDuration
+		}
+		inv.started(time.Now(), init)
 	case <-r.Context().Done():
 	case <-in.e.done:
 		// Keep the runtime waiting: Close is about to stop it.
@@ -373,34 +388,32 @@ func (in *instance) claim(w http.ResponseWriter, id string) (*invocation, bool) 
 	return inv, true
 }
 
-// handleResponse relays the response body to the caller while it arrives;
-// it answers the runtime only once the caller has read it all.
+// handleResponse relays the response body to the caller while it arrives,
+// or reads and discards it once the caller has left; it answers the runtime
+// at the end of the body.
 func (in *instance) handleResponse(w http.ResponseWriter, r *http.Request) {
 	inv, ok := in.claim(w, r.PathValue("id"))
 	if !ok {
 		return
 	}
-	body := newRelayBody(inv, r)
+	body := newRelayBody(inv)
 	raw := &rawResponse{
 		contentType: r.Header.Get("Content-Type"),
 		mode:        r.Header.Get(headerResponseMode),
 		body:        body,
 	}
-	if !inv.answer(outcome{resp: raw}) {
-		// The caller went away before the runtime answered.
+	if !inv.answer(outcome{resp: raw}) && isClosed(inv.aborted) {
+		// Timed out, crashed or closing: its process is being stopped.
 		panic(http.ErrAbortHandler)
 	}
-	select {
-	case <-body.done:
-	case <-inv.aborted:
-	}
-	if _, complete, _ := body.state(); complete {
-		inv.finish()
+	// Answered, or the caller has left and the body goes nowhere: either way
+	// the function writes on, unaware.
+	if body.pump(in.e, r) {
 		writeAccepted(w)
 		return
 	}
-	// Abandoned, timed out or closing: cut the runtime off mid-stream. Its
-	// process is being killed.
+	// Timed out, broken or closing: cut the runtime off mid-stream. Its
+	// process is being stopped.
 	panic(http.ErrAbortHandler)
 }
 
@@ -412,6 +425,7 @@ func (in *instance) handleError(w http.ResponseWriter, r *http.Request) {
 	payload, _ := io.ReadAll(io.LimitReader(r.Body, maxErrorPayload))
 	fe := parseFunctionError(payload, r.Header.Get(headerErrorType))
 	in.e.log.Warn("function error", "requestId", inv.id, "errorType", fe.Type, "errorMessage", fe.Message)
+	in.e.report(inv, time.Now(), fe)
 	inv.answer(outcome{err: fe})
 	inv.finish()
 	writeAccepted(w)

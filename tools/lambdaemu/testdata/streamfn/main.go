@@ -2,8 +2,13 @@
 // package lambdaemu: build it with -tags lambda.norpc.
 //
 // By path:
-//   - /echo: the event and the http.Request that lambdaurl made of it, as JSON.
+//   - /echo: the event and the http.Request that lambdaurl made of it, and
+//     the process id, as JSON.
 //   - /panic: panics in the handler, which kills the process.
+//   - /ticks?n=N&every=D: writes "tick <i>" lines, N of them D apart,
+//     whatever becomes of the client, then GETs $REPORT_URL with its request
+//     id, the number of ticks, of failed writes and flushes (writeErrors),
+//     and its context's error (ctxErr, "<nil>" if none), then writes "done".
 //   - anything else: status 202, writes "a", flushes, waits until an HTTP GET
 //     of $GATE_URL?id=<request id> returns, then writes "b".
 //
@@ -14,11 +19,14 @@ package main
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
@@ -56,10 +64,14 @@ func serve(w http.ResponseWriter, r *http.Request) {
 			"url":    r.URL.String(),
 			"body":   body,
 			"header": r.Header,
+			"pid":    os.Getpid(),
 		})
 		return
 	case "/panic":
 		panic("streamfn: panic on purpose")
+	case "/ticks":
+		ticks(w, r)
+		return
 	}
 
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -87,4 +99,43 @@ func serve(w http.ResponseWriter, r *http.Request) {
 		resp.Body.Close()
 	}
 	_, _ = io.WriteString(w, "b")
+}
+
+// ticks runs for its planned time, however the client fares, and tells
+// $REPORT_URL whether it noticed anything.
+func ticks(w http.ResponseWriter, r *http.Request) {
+	n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+	every, _ := time.ParseDuration(r.URL.Query().Get("every"))
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	failed := 0
+	for i := range n {
+		if i > 0 {
+			time.Sleep(every)
+		}
+		if _, err := fmt.Fprintf(w, "tick %d\n", i); err != nil {
+			failed++
+		}
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			failed++
+		}
+	}
+	if u := os.Getenv("REPORT_URL"); u != "" {
+		id := ""
+		if lc, ok := lambdacontext.FromContext(r.Context()); ok {
+			id = lc.AwsRequestID
+		}
+		q := url.Values{
+			"id":          {id},
+			"ticks":       {strconv.Itoa(n)},
+			"writeErrors": {strconv.Itoa(failed)},
+			"ctxErr":      {fmt.Sprint(r.Context().Err())},
+		}
+		// Not with r's context: that the report gets out is the point.
+		if resp, err := http.Get(u + "?" + q.Encode()); err == nil {
+			resp.Body.Close()
+		}
+	}
+	_, _ = io.WriteString(w, "done\n")
 }
