@@ -14,7 +14,15 @@
 // created there first if it is missing (-create-table=false to skip), since
 // the functions expect the table the SAM template creates on AWS.
 // SIGINT or SIGTERM stops it: open streams are cut, other requests get up to
-// 10s to finish, then the functions get SIGTERM.
+// 10s to finish, then the functions get SIGTERM. A cut stream, like any
+// client that goes away, does not stop its function: as on AWS it runs on
+// (to its planned end, its timeout, or this shutdown), unaware.
+//
+// Every invocation gets a "report" line in the JSON log on stderr, with its
+// billed duration (billedMs: from its delivery to the function's last byte,
+// rounded up to the millisecond) and whether its client had gone; on
+// shutdown a summary per function goes to stdout: invocations, billed
+// seconds, and how many of those ran with the client gone.
 package main
 
 import (
@@ -81,13 +89,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
-	var emulators []*lambdaemu.Emulator
+	type function struct {
+		label string
+		e     *lambdaemu.Emulator
+	}
+	var emulators []function
 	defer func() {
-		for _, e := range emulators {
-			e.Close()
+		for _, f := range emulators {
+			f.e.Close()
 		}
 	}()
-	start := func(path string, timeout time.Duration) (*lambdaemu.Emulator, error) {
+	start := func(label, path string, timeout time.Duration) (*lambdaemu.Emulator, error) {
 		e, err := lambdaemu.Start(ctx, lambdaemu.Function{
 			Path:        path,
 			Env:         os.Environ(),
@@ -100,7 +112,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return nil, err
 		}
-		emulators = append(emulators, e)
+		emulators = append(emulators, function{label, e})
 		return e, nil
 	}
 
@@ -121,7 +133,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "emulate: chat page %s/\n", base)
 	}
 	if *webhook != "" {
-		e, err := start(*webhook, *webhookTimeout)
+		e, err := start("webhook", *webhook, *webhookTimeout)
 		if err != nil {
 			return err
 		}
@@ -134,7 +146,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			*webhook, e.InitDuration().Round(time.Millisecond), base, kind)
 	}
 	if *stream != "" {
-		e, err := start(*stream, *streamTimeout)
+		e, err := start("stream", *stream, *streamTimeout)
 		if err != nil {
 			return err
 		}
@@ -165,7 +177,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		srv.Close()
 	}
 	<-served
+	for _, f := range emulators {
+		f.e.Close() // ends the invocations still running, which completes their records
+		fmt.Fprintf(stdout, "emulate: %s: %s\n", f.label, summary(f.e.Invocations()))
+	}
 	return nil
+}
+
+// summary tells what the invocations would be billed, and how much of it
+// the functions spent with their client gone.
+func summary(recs []lambdaemu.Invocation) string {
+	var billed, orphaned time.Duration
+	gone := 0
+	for _, r := range recs {
+		billed += r.Billed
+		if r.ClientGone {
+			gone++
+			orphaned += r.End.Sub(r.ClientGoneAt)
+		}
+	}
+	return fmt.Sprintf("%d invocations, billed %.3fs; %d ran on after their client left, for %.3fs",
+		len(recs), billed.Seconds(), gone, orphaned.Seconds())
 }
 
 // ensureTable creates the table the functions use (TABLE_NAME, default

@@ -99,6 +99,17 @@ func TestRunServesBothFunctionsAndShutsDown(t *testing.T) {
 		t.Fatal("run did not return after cancel")
 	}
 	http.DefaultClient.CloseIdleConnections()
+	for _, want := range []string{
+		"emulate: webhook: 2 invocations, billed ",
+		"emulate: stream: 1 invocations, billed ",
+	} {
+		if !strings.Contains(stdout.String(), want) {
+			t.Errorf("stdout lacks %q", want)
+		}
+	}
+	if !strings.Contains(stderr.String(), `"msg":"report"`) || !strings.Contains(stderr.String(), `"billedMs":`) {
+		t.Errorf("no report line with billedMs in the log")
+	}
 }
 
 // TestEnsureTable: with DYNAMODB_ENDPOINT set, emulate creates TABLE_NAME
