@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
@@ -42,6 +43,13 @@ func DevTokenHandler(keys *token.Keys, now func() time.Time, ttl time.Duration) 
 			jsonhttp.Error(w, http.StatusForbidden, "Development tokens are served to this machine only.")
 			return
 		}
+		// A hostile name that resolves to 127.0.0.1 (DNS rebinding) would pass
+		// both checks as "same origin": the page must be addressed by a
+		// loopback name itself.
+		if !loopbackHost(r.Host) {
+			jsonhttp.Error(w, http.StatusForbidden, "Development tokens are served to pages opened as localhost, 127.0.0.1 or [::1] only.")
+			return
+		}
 		site, origin := r.Header.Get("Sec-Fetch-Site"), r.Header.Get("Origin")
 		if site != "same-origin" && (origin == "" || origin != "http://"+r.Host) {
 			jsonhttp.Error(w, http.StatusForbidden, "Development tokens are served to this page's own origin only.")
@@ -66,4 +74,19 @@ func DevTokenHandler(keys *token.Keys, now func() time.Time, ttl time.Duration) 
 		}
 		jsonhttp.Write(w, http.StatusOK, map[string]any{"success": true, "token": tok, "expiresAt": exp.UnixMilli(), "sessionId": req.SessionID})
 	})
+}
+
+// loopbackHost reports whether a Host header names this machine by a
+// loopback name or address.
+func loopbackHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

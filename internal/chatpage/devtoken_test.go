@@ -94,3 +94,21 @@ func TestDevTokenTTL(t *testing.T) {
 		}
 	}
 }
+
+// A name that an attacker's DNS points at 127.0.0.1 makes a hostile page
+// "same origin" with the adapter: the page must be addressed by a loopback
+// name for a token.
+func TestDevTokenRefusesRebinding(t *testing.T) {
+	keys, _ := token.NewKeys([][]byte{[]byte("a stream token secret of 32 bytes!")})
+	h := DevTokenHandler(keys, time.Now, 0)
+	for host, want := range map[string]int{"evil.example:3000": 403, "localhost:3000": 200, "127.0.0.1:3000": 200, "[::1]:3000": 200} {
+		req := httptest.NewRequest("POST", "http://"+host+DevTokenPath, strings.NewReader(`{"sessionId":"0b9e4c1a-7f5d-4e2a-9c3b-1d2e3f4a5b6c"}`))
+		req.RemoteAddr = "127.0.0.1:5000"
+		req.Header.Set("Sec-Fetch-Site", "same-origin")
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != want {
+			t.Errorf("Host %s: %d %s, want %d", host, w.Code, w.Body, want)
+		}
+	}
+}

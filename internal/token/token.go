@@ -16,7 +16,10 @@ import (
 // least as long as its output.
 const MinSecretBytes = 32
 
-// Leeway is the clock skew tolerated on exp and nbf.
+// Leeway is the clock skew tolerated on nbf, for a token minted by a backend
+// whose clock runs a little ahead. None on exp: a stream ends by its token's
+// exp, so an expired token would open a stream that ends at once, again and
+// again, instead of being told to renew.
 const Leeway = 30 * time.Second
 
 // Claims are what a token grants.
@@ -82,6 +85,9 @@ func (k *Keys) Verify(tok string, now time.Time) (Claims, error) {
 	)
 	if err != nil {
 		return Claims{}, &Error{Reason: reason(err)}
+	}
+	if !now.Before(w.ExpiresAt.Time) {
+		return Claims{}, &Error{Reason: reason(jwt.ErrTokenExpired)}
 	}
 	return Claims{SessionID: w.SessionID, ExpiresAt: w.ExpiresAt.Time}, nil
 }
