@@ -40,6 +40,11 @@ type config struct {
 	ConnectTimeout     time.Duration // per connection attempt
 	ReconnectMean      time.Duration // mean time between client reconnects per stream; 0: never
 	Idempotency        bool          // send an Idempotency-Key with every POST
+	Sender             bool          // publish as a correct sender: retry by answer class (sender.go)
+	RetryFor           time.Duration // with Sender: give up on a message this long after its first attempt
+	FaultControl       string        // base URL of a fault proxy (-fault-proxy) to drive
+	FaultSchedule      []phaseSpec   // rule sets to switch the fault proxy to, by time from the start of publishing
+	FaultHeldFor       time.Duration // held writers of the weather rule set
 	Progress           time.Duration // print a progress line this often; 0: never
 	DDBCounts          string        // URL of a counting proxy's counts (T5)
 	Label              string        // name in the report
@@ -66,9 +71,18 @@ func (c *config) defaults() {
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
+	if c.RetryFor <= 0 {
+		c.RetryFor = 2 * time.Minute
+	}
+	if c.FaultHeldFor <= 0 {
+		c.FaultHeldFor = defaultHeldFor
+	}
 	if c.MaxRun <= 0 {
 		connect := time.Duration(c.Subscribers)*5*time.Millisecond + 30*time.Second
 		c.MaxRun = connect + c.Duration + c.Drain + c.Settle + c.IdlePhase + time.Minute
+		if c.Sender {
+			c.MaxRun += c.RetryFor
+		}
 	}
 }
 
@@ -88,6 +102,8 @@ func (c *config) validate() error {
 		return errors.New("-duration must be > 0 (or use -idle)")
 	case c.Target == "" && !c.Floor:
 		return errors.New("give -target URL or -floor")
+	case len(c.FaultSchedule) > 0 && c.FaultControl == "":
+		return errors.New("-fault-schedule needs -fault-control URL")
 	}
 	return nil
 }
@@ -129,6 +145,15 @@ type gen struct {
 	failed         atomic.Int64
 	ambiguous      atomic.Int64 // deliveries a POST without an answer may still cause
 	stopReconnects atomic.Bool
+
+	// With -sender.
+	answers *answers
+	genSeen *genSet      // key generations delivered, by message number
+	retried atomic.Int64 // accepted after more than one attempt
+
+	// Phases: 0 before publishing, then one per fault-schedule step (or
+	// one for the whole of publishing and drain).
+	pubStartNano atomic.Int64
 
 	samplesMu sync.Mutex
 	samples   []sample
@@ -181,11 +206,14 @@ func (g *gen) soakResult() *soakR {
 	return r
 }
 
-// marker is what a message's text says about it: lg:<run>:<n>:<target>:<sent unix ns>.
+// marker is what a message's text says about it:
+// lg:<run>:<n>:<target>:<sent unix ns>, and with -sender ":k<gen>", the
+// generation of the Idempotency-Key the attempt carried.
 type marker struct {
 	n      int64
 	target int32 // -1: broadcast
 	sent   int64
+	gen    int
 }
 
 func (g *gen) sessionIDOf(k int) string { return "lg-" + g.run + "-" + strconv.Itoa(k) }
@@ -216,6 +244,14 @@ func (g *gen) parseMarker(text []byte) (marker, bool) {
 		return m, false
 	}
 	parts := bytes.Split(rest[1:], []byte{':'})
+	if len(parts) == 4 {
+		k, ok := bytes.CutPrefix(parts[3], []byte("k"))
+		gen, err := strconv.Atoi(string(k))
+		if !ok || err != nil || gen < 0 || gen > maxGen {
+			return m, false
+		}
+		m.gen, parts = gen, parts[:3]
+	}
 	if len(parts) != 3 {
 		return m, false
 	}
@@ -258,12 +294,34 @@ func (g *gen) weight(target int32) int64 {
 	return 0
 }
 
-// pubRecord is one publish attempt.
+// pubRecord is one published message (one attempt without -sender).
 type pubRecord struct {
-	n      int64
-	target int32
-	ok     bool
+	n        int64
+	target   int32
+	ok       bool
+	clean503 uint64 // -sender: key generations answered 503 (and only that)
+	got503   bool   // -sender: some attempt got 503
+	unknown  bool   // -sender: some attempt had an unknown outcome
 }
+
+// phaseOf is the phase at t.
+func (g *gen) phaseOf(t time.Time) int {
+	start := g.pubStartNano.Load()
+	if start == 0 || t.UnixNano() < start {
+		return 0
+	}
+	off := time.Duration(t.UnixNano() - start)
+	p := 1
+	for i, st := range g.cfg.FaultSchedule {
+		if off >= st.At {
+			p = i + 1
+		}
+	}
+	return p
+}
+
+// phaseCount is the number of phases of the run.
+func (g *gen) phaseCount() int { return 1 + max(1, len(g.cfg.FaultSchedule)) }
 
 type worker struct {
 	lat   *hist
@@ -347,6 +405,11 @@ type result struct {
 	Idle      *idleR    `json:"idle,omitempty"`
 	Soak      *soakR    `json:"soak,omitempty"`
 	DynamoDB  *ddbR     `json:"dynamodb,omitempty"`
+	Sender    *senderR  `json:"sender,omitempty"`
+	Beats     beatsR    `json:"heartbeats"`
+	Phases    []phaseR  `json:"phases,omitempty"`
+	Fault     *faultR   `json:"fault,omitempty"`
+	WallS     float64   `json:"wall_s"`
 	OK        bool      `json:"ok"`
 	Problems  []string  `json:"problems,omitempty"`
 }
@@ -360,6 +423,32 @@ type params struct {
 	DurationS      float64 `json:"duration_s"`
 	ReconnectMeanS float64 `json:"reconnect_mean_s,omitempty"`
 	Idempotency    bool    `json:"idempotency,omitempty"`
+	Sender         bool    `json:"sender,omitempty"`
+	RetryForS      float64 `json:"retry_for_s,omitempty"`
+	DrainS         float64 `json:"drain_s"`
+}
+
+// beatsR is the heartbeats the streams saw: the longest stretch of one
+// connection without one (from its response or the previous heartbeat).
+type beatsR struct {
+	Gaps      int     `json:"gaps"`
+	MaxGapS   float64 `json:"max_gap_s"`
+	P99GapS   float64 `json:"p99_gap_s"`
+	MaxStream int     `json:"max_gap_stream"`
+	MaxAtS    float64 `json:"max_gap_end_s"` // from the start of publishing
+}
+
+// phaseR is one phase of a run: its answers and heartbeats.
+type phaseR struct {
+	Name     string           `json:"name"`
+	StartS   float64          `json:"start_s"` // from the start of publishing
+	EndS     float64          `json:"end_s"`   // -1: the end of the run
+	Answers  map[string]int64 `json:"answers,omitempty"`
+	MaxGapS  float64          `json:"max_heartbeat_gap_s"`
+	GapCount int              `json:"heartbeat_gaps"`
+	// Delivery latency of the messages first sent in this phase (with a
+	// fault schedule only).
+	LatencyMS *summary `json:"latency_ms,omitempty"`
 }
 
 type connectR struct {
@@ -387,6 +476,7 @@ type deliveryR struct {
 	Corrupt      uint64  `json:"corrupt"`
 	Foreign      uint64  `json:"foreign"`
 	Unconfirmed  int64   `json:"unconfirmed"` // delivered although the POST failed
+	Lied503      int64   `json:"lied_503"`    // -sender: messages delivered from an attempt answered 503
 	Resets       uint64  `json:"resets"`
 	Reconnects   uint64  `json:"reconnects"`
 	Unplanned    uint64  `json:"unplanned_ends"`
@@ -466,7 +556,15 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 		Mode: "load",
 		Params: params{Subscribers: cfg.Subscribers, Sessions: cfg.Sessions, BroadcastRatio: cfg.BroadcastRatio,
 			Rate: cfg.Rate, Concurrency: cfg.Concurrency, DurationS: cfg.Duration.Seconds(),
-			ReconnectMeanS: cfg.ReconnectMean.Seconds(), Idempotency: cfg.Idempotency},
+			ReconnectMeanS: cfg.ReconnectMean.Seconds(), Idempotency: cfg.Idempotency || cfg.Sender,
+			Sender: cfg.Sender, DrainS: cfg.Drain.Seconds()},
+	}
+	runStart := time.Now()
+	defer func() { res.WallS = round3(time.Since(runStart).Seconds()) }()
+	if cfg.Sender {
+		res.Params.RetryForS = cfg.RetryFor.Seconds()
+		g.genSeen = &genSet{}
+		g.answers = newAnswers(g.phaseCount())
 	}
 	if cfg.Idle {
 		res.Mode = "idle"
@@ -483,6 +581,17 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 		if n := res.Server.MaxOpenFiles; n > 0 && n < cfg.Subscribers+cfg.Concurrency+64 {
 			problem("server pid %d may open only %d files, fewer than %d streams need", cfg.ServerPID, n, cfg.Subscribers)
 		}
+	}
+	var fc *faultControl
+	if cfg.FaultControl != "" {
+		if err := checkLoopbackURL(cfg.FaultControl); err != nil {
+			return nil, err
+		}
+		fc = &faultControl{base: strings.TrimSuffix(cfg.FaultControl, "/"), heldFor: cfg.FaultHeldFor, client: g.client}
+		if _, err := fc.counts(ctx); err != nil {
+			return nil, fmt.Errorf("fault proxy at %s: %w", cfg.FaultControl, err)
+		}
+		res.Fault = &faultR{Proxy: fc.base, HeldForS: cfg.FaultHeldFor.Seconds()}
 	}
 	var ddb *ddbTracker
 	if cfg.DDBCounts != "" {
@@ -588,6 +697,15 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 	}
 	srvStart, genStart := readProc(cfg.ServerPID), readProc(0)
 	pubStart := time.Now()
+	g.pubStartNano.Store(pubStart.UnixNano())
+	schedCtx, stopSched := context.WithCancel(ctx)
+	defer stopSched()
+	schedDone := make(chan []string, 1)
+	if fc != nil {
+		go func() { schedDone <- fc.runSchedule(schedCtx, pubStart, cfg.FaultSchedule, cfg.Log) }()
+	} else {
+		schedDone <- nil
+	}
 	pubCtx, stopPub := context.WithDeadline(ctx, pubStart.Add(cfg.Duration))
 	workers := make([]*worker, cfg.Concurrency)
 	var pwg sync.WaitGroup
@@ -614,19 +732,23 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 	for i := range workers {
 		w := &worker{lat: newHist(), fails: map[string]int{}}
 		workers[i] = w
+		publish := g.publish
+		if cfg.Sender {
+			publish = g.send
+		}
 		pwg.Go(func() {
 			// A publish started before the end of D runs to its answer
 			// (bounded by the client timeout): a POST cut off mid-way
 			// could be delivered without the generator knowing it was
-			// accepted.
+			// accepted. With -sender it runs through its retries.
 			if jobs != nil {
 				for range jobs {
-					g.publish(ctx, w)
+					publish(ctx, w)
 				}
 				return
 			}
 			for pubCtx.Err() == nil {
-				g.publish(ctx, w)
+				publish(ctx, w)
 			}
 		})
 	}
@@ -657,6 +779,28 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 	}
 	stopSubs()
 	wg.Wait()
+	stopSched()
+	schedErrs := <-schedDone
+	if fc != nil {
+		res.Fault.Errors = schedErrs
+		for _, e := range schedErrs {
+			problem("%s", e)
+		}
+		if c, err := fc.counts(ctx); err != nil {
+			problem("%v", err)
+		} else {
+			res.Fault.Switches, res.Fault.Ops = c.Switches, c.Ops
+			for _, v := range c.Ops {
+				t := &res.Fault.Total
+				t.Requests += v.Requests
+				t.Throttled += v.Throttled
+				t.Applied500 += v.Applied500
+				t.LostReplies += v.LostReplies
+				t.Outages += v.Outages
+				t.Delayed += v.Delayed
+			}
+		}
+	}
 
 	window := time.Since(pubStart).Seconds()
 	if srvStart.OK && srvEnd.OK {
@@ -683,12 +827,19 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 	for _, v := range res.Publish.Failures {
 		res.Publish.Failed += int64(v)
 	}
+	if cfg.Sender {
+		// Failures are per attempt, and expected under faults; a message
+		// fails only when it is given up.
+		res.Publish.Failed = g.failed.Load()
+	}
 	if len(res.Publish.Failures) == 0 {
 		res.Publish.Failures = nil
 	}
 	res.Publish.RatePerS = round3(float64(res.Publish.OK) / pubEnd.Sub(pubStart).Seconds())
 	res.Publish.LatencyMS = lat.summary()
-	if res.Publish.Failed > 0 {
+	if res.Publish.Failed > 0 && cfg.Sender {
+		problem("%d messages given up after -retry-for %s (attempt failures: %v)", res.Publish.Failed, cfg.RetryFor, res.Publish.Failures)
+	} else if res.Publish.Failed > 0 {
 		problem("%d publishes failed: %v", res.Publish.Failed, res.Publish.Failures)
 	}
 	g.finish(res, recs, pubStart, pubEnd)
@@ -766,8 +917,23 @@ func (g *gen) finish(res *result, recs []pubRecord, pubStart, pubEnd time.Time) 
 		d.MsgsPerS = round3(float64(res.Publish.OK) / span)
 		d.DeliveriesPS = round3(float64(d.Delivered) / span)
 	}
+	g.finishBeats(res, pubStart)
+	if g.answers != nil && res.Mode == "load" {
+		g.finishSender(res, recs)
+	}
 	problem := func(format string, args ...any) {
 		res.Problems = append(res.Problems, fmt.Sprintf(format, args...))
+	}
+	if sr := res.Sender; sr != nil {
+		if sr.Lied503 > 0 {
+			problem("%d messages answered 503 (not stored) were delivered: %v", sr.Lied503, sr.Lied503Samples)
+		}
+		if n := sr.Answers[ans500.String()]; n > 0 {
+			problem("%d answers were 500", n)
+		}
+		if n := sr.Answers[ansOther.String()]; n > 0 {
+			problem("%d answers were neither 200, 429, 500, 503 nor 504: %v", n, res.Publish.Failures)
+		}
 	}
 	if d.Lost > 0 {
 		problem("%d deliveries lost (drained: %v)", d.Lost, d.Drained)

@@ -18,6 +18,13 @@
 //	loadgen -ddb-proxy http://127.0.0.1:8000    # counting proxy in front of DynamoDB Local
 //	loadgen -report DIR -out docs/benchmarks.md # results of a bench run -> markdown
 //
+// and by infra/reliability.sh:
+//
+//	loadgen -fault-proxy http://127.0.0.1:8000  # ddbfault proxy in front of DynamoDB Local; prints its URL
+//	loadgen -target URL -sender -fault-control PROXY -fault-schedule weather@0s,outage@35s,weather@45s ...
+//	loadgen -target URL -server-pid PID -mem-messages 50000 -mem-opens 3000 -mem-ttl 1m
+//	loadgen -reliability-report DIR -out docs/reliability.md
+//
 // Exit status: 0 when the run met its checks (nothing lost, duplicated or
 // misrouted, every stream connected, every publish accepted), 3 when it did
 // not (the figures are still written), 1 on errors, 2 on bad flags.
@@ -71,6 +78,16 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.ConnectTimeout, "connect-timeout", 15*time.Second, "bound on one connection attempt")
 	fs.DurationVar(&cfg.ReconnectMean, "reconnect-mean", 0, "soak: each subscriber drops its connection after a random time with this mean and resumes with Last-Event-ID; 0 = never")
 	fs.BoolVar(&cfg.Idempotency, "idempotency", false, "send an Idempotency-Key with every POST")
+	fs.BoolVar(&cfg.Sender, "sender", false, "publish as a correct sender: 503 -> retry with a new Idempotency-Key, 504/500/no answer -> same key, 429 -> wait Retry-After; count answers by class and catch lying 503s")
+	fs.DurationVar(&cfg.RetryFor, "retry-for", 2*time.Minute, "with -sender: give up on a message this long after its first attempt")
+	fs.StringVar(&cfg.FaultControl, "fault-control", "", "base URL of a -fault-proxy to drive with -fault-schedule; its fault counts go into the result")
+	schedule := fs.String("fault-schedule", "", "with -fault-control: rule sets by time from the start of publishing, e.g. weather@0s,outage@35s,weather@45s,clear@75s")
+	fs.DurationVar(&cfg.FaultHeldFor, "fault-held-for", defaultHeldFor, "with -fault-schedule: how long the weather holds writers")
+	memMessages := fs.Int("mem-messages", 0, "mode: memory run: RSS before and after this many messages, each to a session of its own (needs -target and -server-pid)")
+	memOpens := fs.Int("mem-opens", 3000, "with -mem-messages: stream opens on random sessions after the messages")
+	memTTL := fs.Duration("mem-ttl", time.Minute, "with -mem-messages: the server's MESSAGE_TTL; the sweep is triggered this long (+5 s) after the last message")
+	memSamples := fs.String("mem-samples", "0s,30s,60s,90s,120s,150s", "with -mem-messages: read RSS at these times after the sweep")
+	relReport := fs.String("reliability-report", "", "mode: read soak.json, fault.json, mem.json and meta.txt from this directory and write the reliability report (-out); exit 3 when a must-be-zero figure is not 0")
 	fs.DurationVar(&cfg.Progress, "progress", 0, "print a progress line (published, delivered, pending, server RSS/threads, open streams) this often; 0 = never")
 	fs.StringVar(&cfg.DDBCounts, "ddb-counts", "", "URL of a counting proxy's counts (http://127.0.0.1:P"+countsPath+"): report DynamoDB requests per stream-minute and per message")
 	fs.StringVar(&cfg.Label, "label", "", "name of the run in reports")
@@ -80,7 +97,9 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	quiet := fs.Bool("quiet", false, "no progress notes on stderr")
 	serveFloorAddr := fs.String("serve-floor", "", "mode: only serve the floor on this address (e.g. 127.0.0.1:0) until interrupted")
 	proxyUpstream := fs.String("ddb-proxy", "", "mode: serve a counting reverse proxy in front of this DynamoDB (Local) endpoint until interrupted")
-	proxyAddr := fs.String("proxy-addr", "127.0.0.1:0", "with -ddb-proxy: listen address")
+	faultUpstream := fs.String("fault-proxy", "", "mode: serve ddbfault's fault-injecting proxy in front of this DynamoDB (Local) endpoint until interrupted; control: POST "+faultRulesPath+" {\"weather\":true} | {\"outage\":true} | {}")
+	faultSeed := fs.Uint64("fault-seed", 1, "with -fault-proxy: seed of the fault choices")
+	proxyAddr := fs.String("proxy-addr", "127.0.0.1:0", "with -ddb-proxy or -fault-proxy: listen address")
 	reportDir := fs.String("report", "", "mode: read the *.json results of a bench run in this directory and write markdown")
 	reportOut := fs.String("out", "-", "with -report: output file (- for stdout)")
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +124,23 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		return 0
+	case *faultUpstream != "":
+		if err := serveFaultProxy(ctx, *proxyAddr, *faultUpstream, *faultSeed, stdout); err != nil {
+			return fail(err)
+		}
+		return 0
+	case *relReport != "":
+		failures, err := writeReliabilityReport(*relReport, *reportOut)
+		if err != nil {
+			return fail(err)
+		}
+		for _, f := range failures {
+			fmt.Fprintln(stderr, "loadgen: FAILED:", f)
+		}
+		if len(failures) > 0 {
+			return 3
+		}
+		return 0
 	case *reportDir != "":
 		if err := writeReport(*reportDir, *reportOut); err != nil {
 			return fail(err)
@@ -113,6 +149,40 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if !*quiet {
 		cfg.Log = stderr
+	}
+	if *memMessages > 0 {
+		var samples []time.Duration
+		for _, f := range strings.Split(*memSamples, ",") {
+			d, err := time.ParseDuration(strings.TrimSpace(f))
+			if err != nil || d < 0 {
+				fmt.Fprintf(stderr, "loadgen: -mem-samples %q: want durations such as 0s,30s,60s\n", *memSamples)
+				return 2
+			}
+			samples = append(samples, d)
+		}
+		r, err := runMem(ctx, memConfig{Target: cfg.Target, ServerPID: cfg.ServerPID, Messages: *memMessages, Opens: *memOpens,
+			Concurrency: cfg.Concurrency, TTL: *memTTL, Samples: samples, Label: cfg.Label, Log: cfg.Log})
+		if err != nil {
+			return fail(err)
+		}
+		if *jsonOut != "" {
+			if err := writeJSONFile(*jsonOut, r); err != nil {
+				return fail(err)
+			}
+		}
+		printMem(stdout, r)
+		if !r.OK {
+			for _, p := range r.Problems {
+				fmt.Fprintln(stderr, "loadgen: PROBLEM:", p)
+			}
+			return 3
+		}
+		return 0
+	}
+	var err error
+	if cfg.FaultSchedule, err = parseSchedule(*schedule); err != nil {
+		fmt.Fprintln(stderr, "loadgen:", err)
+		return 2
 	}
 	if err := cfg.validate(); err != nil {
 		fmt.Fprintln(stderr, "loadgen:", err)
@@ -197,6 +267,26 @@ func printSummary(w io.Writer, r *result) {
 		fmt.Fprintf(w, "  server RSS: max %.1f MB in the first half, %.1f MB in the second: %s; reconnects %d (unplanned ends %d), resets %d\n",
 			s.RSSFirstHalfMaxMB, s.RSSSecondHalfMaxMB, verdict, d.Reconnects, d.Unplanned, d.Resets)
 	}
+	if s := r.Sender; s != nil {
+		fmt.Fprintf(w, "  sender: %d messages accepted (%d after retries), %d given up (%d of them 503 only); answers %s\n",
+			s.Accepted, s.Retried, s.Abandoned, s.AbandonedAll503, formatAnswers(s.Answers))
+		fmt.Fprintf(w, "  503-but-delivered: %d messages (%d duplicate deliveries among them); 500s: %d\n",
+			s.Lied503, s.Lied503Dups, s.Answers[ans500.String()])
+	}
+	if b := r.Beats; b.Gaps > 0 {
+		fmt.Fprintf(w, "  heartbeats: %d gaps, p99 %.2fs, max %.2fs (stream %d, ending at t=%.1fs)\n", b.Gaps, b.P99GapS, b.MaxGapS, b.MaxStream, b.MaxAtS)
+	}
+	if len(r.Phases) > 2 || r.Sender != nil {
+		for _, p := range r.Phases {
+			fmt.Fprintf(w, "    phase %-17s from %6.1fs: max heartbeat gap %.2fs over %d gaps; answers %s\n",
+				p.Name, p.StartS, p.MaxGapS, p.GapCount, formatAnswers(p.Answers))
+		}
+	}
+	if f := r.Fault; f != nil {
+		t := f.Total
+		fmt.Fprintf(w, "  fault proxy: %d DynamoDB requests, %d throttled, %d applied then 500, %d replies lost, %d refused (outage), %d held\n",
+			t.Requests, t.Throttled, t.Applied500, t.LostReplies, t.Outages, t.Delayed)
+	}
 	if r.DynamoDB != nil {
 		fmt.Fprintf(w, "  DynamoDB per stream open: %s\n", formatOps(r.DynamoDB.PerStreamOpen))
 		fmt.Fprintf(w, "  DynamoDB per idle stream-minute: %s\n", formatOps(r.DynamoDB.PerStreamMinute))
@@ -207,6 +297,49 @@ func printSummary(w io.Writer, r *result) {
 	} else {
 		fmt.Fprintln(w, "  NOT OK: "+strings.Join(r.Problems, "; "))
 	}
+}
+
+// formatAnswers renders answer counts as "200 9800, 503 12, ..." (nonzero
+// classes, in class order).
+func formatAnswers(m map[string]int64) string {
+	var parts []string
+	for i := range nClasses {
+		if v := m[answerClass(i).String()]; v > 0 {
+			parts = append(parts, fmt.Sprintf("%s: %d", answerClass(i), v))
+		}
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func printMem(w io.Writer, r *memR) {
+	fmt.Fprintf(w, "%s (memory run) run %s: %d/%d messages to as many sessions in %.1fs, %d/%d stream opens on random sessions in %.1fs\n",
+		r.Label, r.Run, r.Published, r.Messages, r.PublishS, r.OpensOK, r.Opens, r.OpensS)
+	fmt.Fprintf(w, "  server RSS: %.1f MB before, %.1f MB after the load; sweep triggered %.0fs after the last message (answer %d)\n",
+		r.RSSBeforeMB, r.RSSAfterLoadMB, r.TriggerAfterS, r.TriggerStatus)
+	for _, s := range r.Samples {
+		fmt.Fprintf(w, "    t=%6.1fs %-40s RSS %.1f MB\n", s.T, s.Phase, s.RSSMB)
+	}
+	if r.OK {
+		fmt.Fprintln(w, "  OK")
+	} else {
+		fmt.Fprintln(w, "  NOT OK: "+strings.Join(r.Problems, "; "))
+	}
+}
+
+func writeJSONFile(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if path == "-" {
+		_, err = os.Stdout.Write(b)
+		return err
+	}
+	return os.WriteFile(path, b, 0o644)
 }
 
 func readResult(path string) (*result, error) {

@@ -42,7 +42,10 @@ type subscriber struct {
 	reconnects  uint64 // connections after the first
 	unplanned   uint64 // ends of a stream the client did not ask for
 	connErrors  uint64
-	lastRecv    int64 // unix nano of the last new delivery
+	lastRecv    int64     // unix nano of the last new delivery
+	dupNs       []int64   // message numbers seen again (at most maxDupSamples)
+	gaps        []beatGap // time from the stream's start to its first heartbeat, and between heartbeats
+	phaseLat    []*hist   // delivery latency by the phase the message was first sent in (with a fault schedule)
 	connectTime time.Duration
 	connected   bool
 	firstErr    string
@@ -52,6 +55,13 @@ type subscriber struct {
 	// ready receives the outcome of the first connection, once.
 	ready chan<- error
 }
+
+// maxDupSamples bounds the duplicates a subscriber remembers by number.
+const maxDupSamples = 10000
+
+// beatGap is a stretch of one connection without a heartbeat: from the
+// response (or the previous heartbeat) to a heartbeat, in unix nanoseconds.
+type beatGap struct{ from, to int64 }
 
 // bitset records which message numbers a subscriber has seen.
 type bitset []uint64
@@ -238,6 +248,7 @@ func (s *subscriber) open(ctx context.Context) (net.Conn, io.Reader, error) {
 // first connected event.
 func (s *subscriber) read(body io.Reader, onConnected func()) error {
 	lr := bufio.NewReaderSize(body, 4096)
+	lastBeat := time.Now().UnixNano()
 	var data, id, long []byte
 	hasData := false
 	for {
@@ -263,6 +274,11 @@ func (s *subscriber) read(body io.Reader, onConnected func()) error {
 			data, hasData = data[:0], false
 		case line[0] == ':':
 			s.heartbeats++
+			if bytes.Equal(line, heartbeatLine) {
+				now := time.Now().UnixNano()
+				s.gaps = append(s.gaps, beatGap{lastBeat, now})
+				lastBeat = now
+			}
 		default:
 			field, value, _ := bytes.Cut(line, []byte{':'})
 			value = bytes.TrimPrefix(value, []byte{' '})
@@ -285,6 +301,7 @@ func (s *subscriber) read(body io.Reader, onConnected func()) error {
 }
 
 var (
+	heartbeatLine = []byte(": heartbeat")
 	typeMessage   = []byte(`"type":"webhook_message"`)
 	typeConnected = []byte(`"type":"connected"`)
 	typeReset     = []byte(`"type":"reset"`)
@@ -331,12 +348,18 @@ func (s *subscriber) event(data []byte, onConnected func()) {
 		s.corrupt++
 		return
 	}
+	if s.g.genSeen != nil {
+		s.g.genSeen.add(mk.n, mk.gen) // stored, whatever else is wrong with it
+	}
 	if mk.target >= 0 && int(mk.target) != s.session {
 		s.misrouted++
 		return
 	}
 	if s.seen.set(mk.n) {
 		s.dups++
+		if len(s.dupNs) < maxDupSamples {
+			s.dupNs = append(s.dupNs, mk.n)
+		}
 		return
 	}
 	s.received++
@@ -344,7 +367,18 @@ func (s *subscriber) event(data []byte, onConnected func()) {
 	if s.lat == nil {
 		s.lat = newHist()
 	}
-	s.lat.add(now.Sub(time.Unix(0, mk.sent)))
+	sent := time.Unix(0, mk.sent)
+	s.lat.add(now.Sub(sent))
+	if n := s.g.phaseCount(); n > 2 { // by the phase of the message's first send
+		if s.phaseLat == nil {
+			s.phaseLat = make([]*hist, n)
+		}
+		p := s.g.phaseOf(sent)
+		if s.phaseLat[p] == nil {
+			s.phaseLat[p] = newHist()
+		}
+		s.phaseLat[p].add(now.Sub(sent))
+	}
 	s.lastRecv = now.UnixNano()
 }
 
