@@ -524,7 +524,9 @@ func dropConnection(w http.ResponseWriter) {
 func Weather(heldFor time.Duration) []Rule {
 	writes := []string{"PutItem", "UpdateItem", "TransactWriteItems"}
 	return []Rule{
-		{Ops: []string{"PutItem"}, Contains: `"kind":{"S":"m"}`, Kind: Pass, Delay: heldFor, Fraction: 0.01},
+		// A message goes in a PutItem, or with an idempotency key in a
+		// TransactWriteItems: hold both kinds of writer.
+		{Ops: []string{"PutItem", "TransactWriteItems"}, Contains: `"kind":{"S":"m"}`, Kind: Pass, Delay: heldFor, Fraction: 0.01},
 		{Ops: []string{"TransactWriteItems"}, Kind: Throttle, Throttle: TransactionCanceled, Fraction: 0.05},
 		{Ops: writes, Kind: LostReply, Fraction: 0.08},
 		{Ops: writes, Kind: ApplyThen500, Fraction: 0.04},
