@@ -96,7 +96,7 @@ trap 'exit 143' TERM
 log "building the local adapter and the load generator"
 mkdir -p build/host
 go build -o build/host/local ./local
-go build -o build/host/loadgen ./local/loadgen
+go build -o build/host/loadgen ./tools/loadgen
 LOCAL="$ROOT/build/host/local"
 LOADGEN="$ROOT/build/host/loadgen"
 

@@ -93,7 +93,7 @@ meta() { printf '%s=%s\n' "$1" "$2" >>"$RES/meta.txt"; }
 
 log "building the local adapter and the load generator"
 go build -o "$tmp/bin/local" ./local
-go build -o "$tmp/bin/loadgen" ./local/loadgen
+go build -o "$tmp/bin/loadgen" ./tools/loadgen
 LOCAL="$tmp/bin/local"
 LOADGEN="$tmp/bin/loadgen"
 

@@ -62,7 +62,7 @@ trap 'exit 143' TERM
 log "building"
 mkdir -p build/host
 go build -o build/host/local ./local
-go build -o build/host/loadgen ./local/loadgen
+go build -o build/host/loadgen ./tools/loadgen
 
 # MESSAGE_TTL 5m: long enough for every resume, short enough that the memory store's
 # retention levels off within the run, so RSS growth would mean a leak.

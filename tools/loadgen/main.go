@@ -6,10 +6,10 @@
 // (the "floor") measured the same way in the same run, so that figures
 // become ratios that survive a noisy machine.
 //
-//	go run ./local/loadgen -target http://127.0.0.1:3000 -server-pid $(pgrep -n local) \
+//	go run ./tools/loadgen -target http://127.0.0.1:3000 -server-pid $(pgrep -n local) \
 //	    -subscribers 1000 -rate 50 -duration 20s
-//	go run ./local/loadgen -floor -subscribers 1000 -rate 50 -duration 20s
-//	go run ./local/loadgen -target http://127.0.0.1:3000 -server-pid PID -idle -subscribers 10000
+//	go run ./tools/loadgen -floor -subscribers 1000 -rate 50 -duration 20s
+//	go run ./tools/loadgen -target http://127.0.0.1:3000 -server-pid PID -idle -subscribers 10000
 //
 // It only ever talks to loopback addresses. Other modes, used by
 // infra/bench.sh:

@@ -198,7 +198,7 @@ func writeReliabilityReport(dir, out string) ([]string, error) {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	cpu, memTotal, kernel := machineInfo()
 	p("# Reliability\n\n")
-	p("Written by `make reliability` (`infra/reliability.sh`, figures from `go run ./local/loadgen`). Do not edit by hand: run it again. Not part of `make test`.\n\n")
+	p("Written by `make reliability` (`infra/reliability.sh`, figures from `go run ./tools/loadgen`). Do not edit by hand: run it again. Not part of `make test`.\n\n")
 	p("| | |\n|---|---|\n")
 	p("| date | %s |\n", orDash(meta["started"]))
 	p("| machine | %s CPUs (nproc), %s, %s RAM, Linux %s |\n", orDash(meta["nproc"]), cpu, memTotal, kernel)

@@ -208,7 +208,7 @@ func writeReport(dir, out string) error {
 		goVersion = runtime.Version()
 	}
 	p("# Benchmarks\n\n")
-	p("Written by `make bench` (`infra/bench.sh`, figures from `go run ./local/loadgen`). Do not edit by hand: run it again.\n\n")
+	p("Written by `make bench` (`infra/bench.sh`, figures from `go run ./tools/loadgen`). Do not edit by hand: run it again.\n\n")
 	p("| | |\n|---|---|\n")
 	p("| date | %s |\n", date)
 	p("| machine | %d CPUs (nproc %s), %s, %s RAM, Linux %s |\n", runtime.NumCPU(), orDash(meta["nproc"]), cpu, mem, kernel)

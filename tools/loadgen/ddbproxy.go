@@ -87,9 +87,9 @@ func (w *countingWriter) Flush() {
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // itemKind tells the relay's per-stream and per-sender items apart from its
-// messages by their partition key (DESIGN.md section 4): connection leases
+// messages by their partition key (docs/design.md, "Data model"): connection leases
 // (pk "conn") and rate-limit counters (pk "count#..." in the DynamoDB
-// store; "rate#..." in DESIGN.md). Queries and reads of
+// store; "rate#..." in docs/design.md). Queries and reads of
 // message partitions get no suffix.
 func itemKind(body []byte) string {
 	switch {
