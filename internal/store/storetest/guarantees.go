@@ -27,19 +27,29 @@ import (
 func testFreshSettlesDeepWriter(t *testing.T, newStore Factory) {
 	ctx := ctxFor(t, 2*time.Minute)
 	part := store.Partition("deep")
-	p := newPauser(part, 1)
+	p := newPauser(part, 0) // its first number, whichever (faults may refuse a taking)
 	s := newStore(t, Options{BeforeWrite: p.hook})
 	m1 := message.New(time.Now(), "deep", "in flight")
 	first := make(chan error, 1)
 	go func() {
-		// Bounded as ingest bounds every writer: a reader relies on that
-		// bound when it passes a number below an entry older than StaleAge.
-		wctx, cancel := context.WithTimeout(ctx, store.MaxWriteTime)
-		defer cancel()
-		_, err := s.Append(wctx, m1, "")
-		first <- err
+		for {
+			// Bounded as ingest bounds every writer: a reader relies on that
+			// bound when it passes a number below an entry older than StaleAge.
+			wctx, cancel := context.WithTimeout(ctx, store.MaxWriteTime)
+			_, err := s.Append(wctx, m1, "")
+			cancel()
+			if p.fired.Load() || !errors.Is(err, store.ErrUnavailable) || ctx.Err() != nil {
+				first <- err
+				return
+			}
+			time.Sleep(10 * time.Millisecond) // refused before it took a number: again, as a sender would
+		}
 	}()
-	<-p.reached
+	select {
+	case <-p.reached:
+	case err := <-first:
+		t.Fatalf("the writer ended before taking a number: %v", err)
+	}
 	const later = 300
 	for i := range later {
 		if _, err := appendRetry(ctx, s, message.New(time.Now(), "deep", fmt.Sprint("later ", i))); err != nil {

@@ -328,10 +328,11 @@ func testConcurrent(t *testing.T, newStore Factory, writers, perWriter int) {
 // pauser pauses the writer of one sequence number of one partition.
 type pauser struct {
 	partition string
-	seq       uint64
+	seq       uint64 // 0: the first number taken in the partition, whichever
 	reached   chan struct{}
 	release   chan struct{}
 	onReach   func()
+	fired     atomic.Bool
 }
 
 func newPauser(partition string, seq uint64) *pauser {
@@ -339,7 +340,7 @@ func newPauser(partition string, seq uint64) *pauser {
 }
 
 func (p *pauser) hook(partition string, seq uint64) {
-	if partition != p.partition || seq != p.seq {
+	if partition != p.partition || (p.seq != 0 && seq != p.seq) || !p.fired.CompareAndSwap(false, true) {
 		return
 	}
 	close(p.reached)
