@@ -2,10 +2,11 @@
 # local adapter in the background and stop it again, by its pid.
 #
 #   relay_start DIR BIN [VAR=VALUE...]   run BIN in DIR (no .env file of the checkout
-#       applies) on a free 127.0.0.1 port, with the variables given, stdout and stderr
-#       in DIR/stdout and DIR/stderr; wait up to 30 s for its "listening on" line. Sets
-#       RELAY_PID and RELAY_URL; returns 1 (with the end of its stderr) if it did not
-#       start.
+#       applies) on a free 127.0.0.1 port, with the variables given, stdout in DIR/stdout
+#       and stderr (its JSON log) in $RELAY_STDERR (default DIR/stderr); wait up to
+#       $RELAY_START_WAIT seconds (default 30; a relay on DynamoDB creates its table
+#       first) for its "listening on" line. Sets RELAY_PID and RELAY_URL; returns 1 (with
+#       the end of its stderr) if it did not start.
 #   relay_stop   SIGTERM, up to 10 s for the shutdown grace, then SIGKILL; clears RELAY_PID.
 
 RELAY_PID=""
@@ -14,18 +15,19 @@ RELAY_URL=""
 relay_start() {
 	local dir="$1" bin="$2"
 	shift 2
+	local stderr="${RELAY_STDERR:-$dir/stderr}"
 	mkdir -p "$dir"
-	(cd "$dir" && exec env PORT=0 HOST=127.0.0.1 "$@" "$bin" >"$dir/stdout" 2>"$dir/stderr") &
+	(cd "$dir" && exec env PORT=0 HOST=127.0.0.1 "$@" "$bin" >"$dir/stdout" 2>"$stderr") &
 	RELAY_PID=$!
 	local i port=""
-	for ((i = 0; i < 300; i++)); do
+	for ((i = 0; i < ${RELAY_START_WAIT:-30} * 10; i++)); do
 		port="$(grep -o 'listening on http://[^:]*:[0-9]*' "$dir/stdout" 2>/dev/null | grep -o '[0-9]*$' || true)"
 		[[ -n "$port" ]] && break
 		kill -0 "$RELAY_PID" 2>/dev/null || break
 		sleep 0.1
 	done
 	if [[ -z "$port" ]]; then
-		tail -n 20 "$dir/stderr" >&2 || true
+		tail -n 20 "$stderr" >&2 || true
 		return 1
 	fi
 	RELAY_URL="http://127.0.0.1:$port"

@@ -104,45 +104,23 @@ meta nproc "$(nproc)"
 meta go_version "$(go version)"
 meta commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n "$(git status --porcelain 2>/dev/null)" ]] && echo ' (the tree had uncommitted changes)')"
 
+# shellcheck source=infra/relay.sh
+. infra/relay.sh
+
 # start_relay NAME [VAR=VALUE...]: the local adapter on a free 127.0.0.1 port, in a
-# directory of its own (no .env of the checkout applies), stderr (its JSON log) to
-# $RES/NAME-relay.log; sets RELAY_PID and RELAY_URL.
+# directory of its own, its JSON log in $RES/NAME-relay.log (infra/relay.sh).
 start_relay() {
 	local name="$1"
 	shift
-	local dir="$tmp/relay-$name"
-	mkdir -p "$dir"
 	meta "${name}_relay_env" "MAX_STREAMS_PER_IP=0 $*"
 	# Every stream of a run comes from 127.0.0.1: no cap on streams per address.
-	(cd "$dir" && exec env PORT=0 HOST=127.0.0.1 MAX_STREAMS_PER_IP=0 "$@" "$LOCAL" >"$dir/stdout" 2>"$RES/$name-relay.log") &
-	RELAY_PID=$!
-	local i port=""
-	for ((i = 0; i < 600; i++)); do # 60 s (DynamoDB: the table is created first)
-		port="$(grep -o 'listening on http://[^:]*:[0-9]*' "$dir/stdout" 2>/dev/null | grep -o '[0-9]*$' || true)"
-		[[ -n "$port" ]] && break
-		kill -0 "$RELAY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	if [[ -z "$port" ]]; then
-		tail -n 20 "$RES/$name-relay.log" >&2 || true
+	RELAY_STDERR="$RES/$name-relay.log" RELAY_START_WAIT=60 \
+		relay_start "$tmp/relay-$name" "$LOCAL" MAX_STREAMS_PER_IP=0 "$@" ||
 		die "the local adapter ($name) did not start"
-	fi
-	RELAY_URL="http://127.0.0.1:$port"
 	log "$name: relay pid $RELAY_PID at $RELAY_URL ($*)"
 }
 
-stop_relay() {
-	[[ -n "$RELAY_PID" ]] || return 0
-	kill -TERM "$RELAY_PID" 2>/dev/null || true
-	local i
-	for ((i = 0; i < 100; i++)); do # 10 s (shutdown grace is 5 s)
-		kill -0 "$RELAY_PID" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$RELAY_PID" 2>/dev/null || true
-	wait "$RELAY_PID" 2>/dev/null || true
-	RELAY_PID=""
-}
+stop_relay() { relay_stop; }
 
 # leases_after NAME: every stream is closed now: the relay's activeConnections must be 0.
 leases_after() {
