@@ -69,27 +69,7 @@ RES="${BENCH_RESULTS:-$tmp/results}"
 mkdir -p "$RES"
 # shellcheck source=infra/relay.sh
 . "$ROOT/infra/relay.sh"
-PROXY_PID=""
-DDB_STATE=""
-cleanup() {
-	local rc=$?
-	relay_stop
-	if [[ -n "$PROXY_PID" ]]; then
-		kill -TERM "$PROXY_PID" 2>/dev/null || true
-		wait "$PROXY_PID" 2>/dev/null || true
-	fi
-	if [[ -n "$DDB_STATE" ]]; then
-		DYNAMODB_LOCAL_STATE="$DDB_STATE" bash infra/dynamodb-local.sh stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$tmp"
-	if [[ $rc -eq 0 ]]; then
-		log "done in $((SECONDS - started))s: $OUT"
-	else
-		log "FAILED (exit $rc) after $((SECONDS - started))s"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
+trap run_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

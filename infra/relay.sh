@@ -8,9 +8,14 @@
 #       first) for its "listening on" line. Sets RELAY_PID and RELAY_URL; returns 1 (with
 #       the end of its stderr) if it did not start.
 #   relay_stop   SIGTERM, up to 10 s for the shutdown grace, then SIGKILL; clears RELAY_PID.
+#   run_cleanup  the EXIT trap of a load run (bench.sh, reliability.sh): stops the relay,
+#       the proxy of PROXY_PID and the DynamoDB Local of DDB_STATE, removes $tmp, and logs
+#       the outcome with the script's log, $OUT and $started.
 
 RELAY_PID=""
 RELAY_URL=""
+PROXY_PID=""
+DDB_STATE=""
 
 relay_start() {
 	local dir="$1" bin="$2"
@@ -44,4 +49,23 @@ relay_stop() {
 	kill -KILL "$RELAY_PID" 2>/dev/null || true
 	wait "$RELAY_PID" 2>/dev/null || true
 	RELAY_PID=""
+}
+
+run_cleanup() {
+	local rc=$?
+	relay_stop
+	if [[ -n "$PROXY_PID" ]]; then
+		kill -TERM "$PROXY_PID" 2>/dev/null || true
+		wait "$PROXY_PID" 2>/dev/null || true
+	fi
+	if [[ -n "$DDB_STATE" ]]; then
+		DYNAMODB_LOCAL_STATE="$DDB_STATE" bash infra/dynamodb-local.sh stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$tmp"
+	if [[ $rc -eq 0 ]]; then
+		log "done in $((SECONDS - started))s: $OUT"
+	else
+		log "FAILED (exit $rc) after $((SECONDS - started))s"
+	fi
+	exit "$rc"
 }

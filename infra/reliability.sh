@@ -64,28 +64,9 @@ tmp="$(mktemp -d "${TMPDIR:-/tmp}/webhook-relay-reliability.XXXXXX")"
 RES="${RELIABILITY_RESULTS:-$tmp/results}"
 mkdir -p "$RES"
 rm -f "$RES"/{soak,fault,mem}.json "$RES"/*-relay.log "$RES/meta.txt"
-RELAY_PID=""
-PROXY_PID=""
-DDB_STATE=""
-cleanup() {
-	local rc=$?
-	stop_relay
-	if [[ -n "$PROXY_PID" ]]; then
-		kill -TERM "$PROXY_PID" 2>/dev/null || true
-		wait "$PROXY_PID" 2>/dev/null || true
-	fi
-	if [[ -n "$DDB_STATE" ]]; then
-		DYNAMODB_LOCAL_STATE="$DDB_STATE" bash infra/dynamodb-local.sh stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$tmp"
-	if [[ $rc -eq 0 ]]; then
-		log "done in $((SECONDS - started))s: $OUT"
-	else
-		log "FAILED (exit $rc) after $((SECONDS - started))s"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
+# shellcheck source=infra/relay.sh
+. infra/relay.sh
+trap run_cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -104,9 +85,6 @@ meta nproc "$(nproc)"
 meta go_version "$(go version)"
 meta commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n "$(git status --porcelain 2>/dev/null)" ]] && echo ' (the tree had uncommitted changes)')"
 
-# shellcheck source=infra/relay.sh
-. infra/relay.sh
-
 # start_relay NAME [VAR=VALUE...]: the local adapter on a free 127.0.0.1 port, in a
 # directory of its own, its JSON log in $RES/NAME-relay.log (infra/relay.sh).
 start_relay() {
@@ -119,8 +97,6 @@ start_relay() {
 		die "the local adapter ($name) did not start"
 	log "$name: relay pid $RELAY_PID at $RELAY_URL ($*)"
 }
-
-stop_relay() { relay_stop; }
 
 # leases_after NAME: every stream is closed now: the relay's activeConnections must be 0.
 leases_after() {
@@ -156,7 +132,7 @@ if want soak; then
 		-subscribers 1000 -sessions 200 -broadcast-ratio 0.01 -rate "$SOAK_RATE" -concurrency 16 \
 		-duration "$SOAK_DURATION" -drain 30s -reconnect-mean 20s -progress 10s -json "$RES/soak.json"
 	leases_after soak
-	stop_relay
+	relay_stop
 fi
 
 if want fault; then
@@ -183,7 +159,7 @@ if want fault; then
 		-duration "$FAULT_DURATION" -drain 60s -reconnect-mean 20s -progress 10s \
 		-fault-control "$proxy" -fault-schedule "$FAULT_SCHEDULE" -fault-held-for 3s -json "$RES/fault.json"
 	leases_after fault
-	stop_relay
+	relay_stop
 	kill -TERM "$PROXY_PID" 2>/dev/null || true
 	wait "$PROXY_PID" 2>/dev/null || true
 	PROXY_PID=""
@@ -198,7 +174,7 @@ if want mem; then
 	run_loadgen mem -label mem -target "$RELAY_URL" -server-pid "$RELAY_PID" -concurrency 16 \
 		-mem-messages "$MEM_MESSAGES" -mem-opens "$MEM_OPENS" -mem-ttl 1m -mem-samples 0s,30s,60s,120s,180s,240s,300s,360s \
 		-json "$RES/mem.json"
-	stop_relay
+	relay_stop
 fi
 
 meta loadavg_end "$(cut -d' ' -f1 /proc/loadavg)"

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -176,22 +175,8 @@ func serveProxy(ctx context.Context, addr, upstream string, out io.Writer) error
 	if err := checkLoopback(addr); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("proxy: listen on %s: %w", addr, err)
-	}
 	srv := &http.Server{Handler: newCountingProxy(u), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(out, "ddb-proxy listening on http://%s\n", ln.Addr())
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	ctx, cancel := context.WithTimeout(ctx, floorMaxLifetime)
-	defer cancel()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	return srv.Close()
+	return serveBounded(ctx, "ddb-proxy", addr, srv, 0, out, "")
 }
 
 // ddbTracker snapshots a proxy's counts at the phases of a run.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -153,22 +152,9 @@ func serveFaultProxy(ctx context.Context, addr, upstream string, seed uint64, ou
 	if err := checkLoopback(addr); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("fault proxy: listen on %s: %w", addr, err)
-	}
 	srv := &http.Server{Handler: newFaultProxy(u, seed), ReadHeaderTimeout: 10 * time.Second, ErrorLog: nil}
-	fmt.Fprintf(out, "fault-proxy listening on http://%s (control: POST %s, GET %s)\n", ln.Addr(), faultRulesPath, faultCountsPath)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	ctx, cancel := context.WithTimeout(ctx, floorMaxLifetime)
-	defer cancel()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	return srv.Close()
+	return serveBounded(ctx, "fault-proxy", addr, srv, 0, out,
+		fmt.Sprintf(" (control: POST %s, GET %s)", faultRulesPath, faultCountsPath))
 }
 
 // phaseSpec is one step of -fault-schedule: switch to Mode At after the

@@ -279,12 +279,20 @@ func serveFloor(ctx context.Context, addr string, out io.Writer) error {
 	if err := checkLoopback(addr); err != nil {
 		return err
 	}
+	srv := &http.Server{Handler: newFloorServer(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	return serveBounded(ctx, "floor", addr, srv, 2*time.Second, out, "")
+}
+
+// serveBounded serves srv on addr (loopback, checked by the caller) until
+// ctx ends or floorMaxLifetime passes, printing "NAME listening on URL" and
+// then note on out once it listens. grace > 0 lets open requests finish
+// before the close.
+func serveBounded(ctx context.Context, name, addr string, srv *http.Server, grace time.Duration, out io.Writer, note string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("floor: listen on %s: %w", addr, err)
+		return fmt.Errorf("%s: listen on %s: %w", name, addr, err)
 	}
-	srv := &http.Server{Handler: newFloorServer(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	fmt.Fprintf(out, "floor listening on http://%s\n", ln.Addr())
+	fmt.Fprintf(out, "%s listening on http://%s%s\n", name, ln.Addr(), note)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	ctx, cancel := context.WithTimeout(ctx, floorMaxLifetime)
@@ -294,9 +302,11 @@ func serveFloor(ctx context.Context, addr string, out io.Writer) error {
 		return err
 	case <-ctx.Done():
 	}
-	sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer scancel()
-	_ = srv.Shutdown(sctx)
+	if grace > 0 {
+		sctx, scancel := context.WithTimeout(context.Background(), grace)
+		defer scancel()
+		_ = srv.Shutdown(sctx)
+	}
 	return srv.Close()
 }
 
