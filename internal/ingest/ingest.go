@@ -32,6 +32,7 @@ type Store interface {
 	Append(ctx context.Context, msg message.Message, idemKey string) (store.AppendResult, error)
 	IncrementCounter(ctx context.Context, key string, expiresAt time.Time) (int64, error)
 	CountLeases(ctx context.Context) (int, error)
+	CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error)
 }
 
 // Options are the handler's collaborators besides the store.
@@ -166,6 +167,10 @@ type accepted struct {
 	Success   bool   `json:"success"`
 	MessageID string `json:"messageId"`
 	Timestamp int64  `json:"timestamp"`
+	// Listeners is how many streams were open for the message's target
+	// (its session's, or all for a broadcast) when it was accepted; absent
+	// when the store could not count them.
+	Listeners *int `json:"listeners,omitempty"`
 }
 
 // authorized checks X-Webhook-Secret when WEBHOOK_SECRET is set.
@@ -259,7 +264,13 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
 		o.sessionID = p.SessionID
 		return o
 	}
-	jsonhttp.Write(w, http.StatusOK, accepted{Success: true, MessageID: res.Message.ID, Timestamp: res.Message.Timestamp})
+	listeners, err := h.listeners(ctx, res.Message.SessionID)
+	if err != nil {
+		// The message is stored: a missing count must not turn that into
+		// an error. The sender sees no "listeners" field.
+		h.log.LogAttrs(ctx, slog.LevelWarn, "listeners not counted: store unavailable", slog.String("error", err.Error()))
+	}
+	jsonhttp.Write(w, http.StatusOK, accepted{Success: true, MessageID: res.Message.ID, Timestamp: res.Message.Timestamp, Listeners: listeners})
 	result := "accepted"
 	if res.Replayed {
 		result = "idempotent replay"
@@ -349,8 +360,27 @@ func (h *Handler) sourceIP(r *http.Request) string {
 }
 
 type healthy struct {
-	Status            string `json:"status"`
-	ActiveConnections int    `json:"activeConnections"`
+	Status             string `json:"status"`
+	ActiveConnections  int    `json:"activeConnections"`
+	SessionConnections *int   `json:"sessionConnections,omitempty"`
+}
+
+// listeners counts the open streams of a message's target: the session's,
+// or every stream for a broadcast (each follows the broadcast partition).
+// With DynamoDB, a session costs one Query of its small lease partition;
+// a broadcast, one per lease shard (docs/cost.md).
+func (h *Handler) listeners(ctx context.Context, sessionID string) (*int, error) {
+	var n int
+	var err error
+	if sessionID == "" {
+		n, err = h.st.CountLeases(ctx)
+	} else {
+		n, err = h.st.CountLeasesOf(ctx, store.LeaseScope{SessionID: sessionID})
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &n, nil
 }
 
 type unhealthy struct {
@@ -358,15 +388,31 @@ type unhealthy struct {
 	Error  string `json:"error"`
 }
 
+// health answers GET /api/webhook, and with ?sessionId= the presence of
+// that session: whether someone is online is the session owner's business,
+// so that needs the webhook secret when one is set.
 func (h *Handler) health(w http.ResponseWriter, r *http.Request) outcome {
+	sessionID, presence := r.URL.Query().Get("sessionId"), r.URL.Query().Has("sessionId")
+	if presence {
+		if o, ok := h.authorized(w, r); !ok {
+			return o
+		}
+		if err := message.ValidateSessionID(sessionID); err != nil {
+			return h.fail(w, http.StatusBadRequest, message.QueryError(err))
+		}
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), storeTimeout)
 	defer cancel()
 	n, err := h.st.CountLeases(ctx)
+	var inSession *int
+	if err == nil && presence {
+		inSession, err = h.listeners(ctx, sessionID)
+	}
 	if err != nil {
 		w.Header().Set("Retry-After", "1")
 		jsonhttp.Write(w, http.StatusServiceUnavailable, unhealthy{Status: "error", Error: "The message store cannot be reached."})
-		return outcome{status: http.StatusServiceUnavailable, result: "store unreachable", err: err}
+		return outcome{status: http.StatusServiceUnavailable, result: "store unreachable", sessionID: sessionID, err: err}
 	}
-	jsonhttp.Write(w, http.StatusOK, healthy{Status: "ok", ActiveConnections: n})
-	return outcome{status: http.StatusOK, result: "ok"}
+	jsonhttp.Write(w, http.StatusOK, healthy{Status: "ok", ActiveConnections: n, SessionConnections: inSession})
+	return outcome{status: http.StatusOK, result: "ok", sessionID: sessionID}
 }

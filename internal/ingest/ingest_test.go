@@ -303,6 +303,9 @@ func (f failing) Append(context.Context, message.Message, string) (store.AppendR
 }
 func (f failing) IncrementCounter(context.Context, string, time.Time) (int64, error) { return 0, f.err }
 func (f failing) CountLeases(context.Context) (int, error)                           { return 0, f.err }
+func (f failing) CountLeasesOf(context.Context, store.LeaseScope) (int, error) {
+	return 0, f.err
+}
 
 func TestStoreFaults(t *testing.T) {
 	tests := []struct {

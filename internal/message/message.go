@@ -38,6 +38,16 @@ type ValidationError struct {
 	Reason string
 }
 
+// QueryError words err, a validation error about a field, as one about the
+// query parameter of that name: "Query parameter '<Field>' <Reason>".
+func QueryError(err error) string {
+	var invalid *ValidationError
+	if errors.As(err, &invalid) && invalid.Field != "" {
+		return "Query parameter '" + invalid.Field + "' " + invalid.Reason
+	}
+	return err.Error()
+}
+
 // Error is the sentence for the sender: "Field '<Field>' <Reason>", or
 // Reason alone.
 func (e *ValidationError) Error() string {

@@ -74,7 +74,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case ingest.Path, ingest.TokenPath:
 		s.ingest.ServeHTTP(w, r)
-	case stream.Path:
+	case stream.Path, stream.ClosePath:
 		s.stream.ServeHTTP(w, r)
 	case "/", "/index.html":
 		s.page.ServeHTTP(w, r)

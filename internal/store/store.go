@@ -34,7 +34,12 @@ type Entry struct {
 	// not deleted it yet (DynamoDB deletes late). Expired messages are never
 	// delivered, but their presence tells readers the slot is settled.
 	Expired bool
-	Message message.Message
+	// CloseStream, when set, makes the entry a close signal for the stream
+	// with that connection id: it carries no message and is never delivered.
+	// It lives in the partition the stream reads anyway, so a stream on
+	// another instance notices it without a read of its own.
+	CloseStream string
+	Message     message.Message
 }
 
 // Head is a partition's sequence counter: the last number taken, and when.
@@ -105,6 +110,23 @@ type Lease struct {
 	SourceIP  string // "" when no per-source cap needs it
 	SessionID string // "" for a broadcast-only stream
 	ExpiresAt time.Time
+}
+
+// ConnectionIDLength is the length of a stream's connection id: 24
+// lowercase hex characters (96 random bits), the lease's ID.
+const ConnectionIDLength = 24
+
+// ValidConnectionID reports whether id has the form of a connection id.
+func ValidConnectionID(id string) bool {
+	if len(id) != ConnectionIDLength {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // LeaseScope picks the leases CountLeasesOf counts: those of one source IP,

@@ -40,6 +40,10 @@ type Store interface {
 	PutLease(ctx context.Context, l store.Lease) error
 	DeleteLease(ctx context.Context, l store.Lease) error
 	CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error)
+	// LeaseOf and AppendClose serve a close request for a stream of
+	// another instance.
+	LeaseOf(ctx context.Context, id string) (store.Lease, bool, error)
+	AppendClose(ctx context.Context, partition, connectionID string) error
 }
 
 // Options are the handler's collaborators besides the store.
@@ -66,6 +70,16 @@ type Handler struct {
 
 	drainCtx context.Context
 	drain    context.CancelFunc
+
+	mu   sync.Mutex
+	live map[string]*liveStream // this instance's open streams, by connection id
+}
+
+// liveStream lets a close request end a stream of this instance at once.
+type liveStream struct {
+	cancel context.CancelFunc
+	closed atomic.Bool   // ended by a close request
+	done   chan struct{} // closed once the stream released its lease
 }
 
 // New returns the handler.
@@ -89,6 +103,7 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 		h.keys = keys
 	}
 	h.drainCtx, h.drain = context.WithCancel(context.Background())
+	h.live = make(map[string]*liveStream)
 	return h
 }
 
@@ -97,6 +112,10 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 func (h *Handler) Drain() { h.drain() }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == ClosePath {
+		h.serveClose(w, r)
+		return
+	}
 	if r.URL.Path != Path {
 		jsonhttp.NotFound(w)
 		return
@@ -105,14 +124,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
 	case http.MethodOptions:
-		if !allowed {
-			jsonhttp.Error(w, http.StatusForbidden, "Origin not allowed.")
-			return
-		}
-		w.Header().Set("Access-Control-Allow-Methods", "GET, OPTIONS")
-		w.Header().Set("Access-Control-Allow-Headers", "Last-Event-ID, Cache-Control, Authorization")
-		w.Header().Set("Access-Control-Max-Age", "600")
-		w.WriteHeader(http.StatusNoContent)
+		preflight(w, allowed, "GET, OPTIONS", "Last-Event-ID, Cache-Control, Authorization")
 		return
 	default:
 		jsonhttp.MethodNotAllowed(w, "GET, HEAD, OPTIONS")
@@ -121,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	sessionID := r.URL.Query().Get("sessionId")
 	if sessionID != "" {
 		if err := message.ValidateSessionID(sessionID); err != nil {
-			jsonhttp.Error(w, http.StatusBadRequest, queryError(err))
+			jsonhttp.Error(w, http.StatusBadRequest, message.QueryError(err))
 			return
 		}
 	}
@@ -133,14 +145,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		sessionID, until = claims.SessionID, claims.ExpiresAt
 	}
-	// A lease carries the scopes a cap counts, and no more: each scope is
-	// one more small write per heartbeat.
-	lease := store.Lease{ID: newConnectionID()}
+	// A lease counts towards its session (presence, and the session cap)
+	// and, when that cap is on, its source IP: each scope is one more
+	// small write per heartbeat.
+	lease := store.Lease{ID: newConnectionID(), SessionID: sessionID}
 	if h.cfg.MaxStreamsPerIP > 0 {
 		lease.SourceIP = clientip.Source(r, h.cfg.TrustProxyHeaders)
-	}
-	if h.keys != nil && h.cfg.MaxStreamsPerSession > 0 {
-		lease.SessionID = sessionID
 	}
 	if r.Method == http.MethodGet && !h.admit(w, r, lease) { // a HEAD holds no slot
 		return
@@ -202,11 +212,14 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, sessionID st
 	return claims, true
 }
 
-// admit enforces the caps on concurrent streams, counted from the leases of
-// every instance: per source IP, and with tokens per session. It takes the
-// lease first and then counts, itself included, so that a burst of opens
-// cannot all see room (at worst a burst is refused a little early). A store
-// that cannot answer lets the stream in: streams ride out outages.
+// admit takes the stream's lease before the stream opens, so that a close
+// request can find it as soon as the client knows the connection id and
+// presence counts the stream from its first event. Then it enforces the
+// caps on concurrent streams, counted from the leases of every instance:
+// per source IP, and with tokens per session. Counting after the put, itself
+// included, means a burst of opens cannot all see room (at worst a burst is
+// refused a little early). A store that cannot answer lets the stream in:
+// streams ride out outages, and the heartbeat retries the lease.
 func (h *Handler) admit(w http.ResponseWriter, r *http.Request, lease store.Lease) bool {
 	type streamCap struct {
 		limit int
@@ -214,18 +227,15 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, lease store.Leas
 		what  string
 	}
 	caps := []streamCap{{h.cfg.MaxStreamsPerIP, store.LeaseScope{SourceIP: lease.SourceIP}, "from this address"}}
-	if lease.SessionID != "" {
+	if h.keys != nil { // without tokens anyone may pick a session id: no cap to protect
 		caps = append(caps, streamCap{h.cfg.MaxStreamsPerSession, store.LeaseScope{SessionID: lease.SessionID}, "for this session"})
 	}
 	caps = slices.DeleteFunc(caps, func(c streamCap) bool { return c.limit <= 0 || c.scope == (store.LeaseScope{}) })
-	if len(caps) == 0 {
-		return true
-	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
 	defer cancel()
 	lease.ExpiresAt = h.now().Add(h.leaseTTL())
 	if err := h.st.PutLease(ctx, lease); err != nil {
-		h.log.LogAttrs(ctx, slog.LevelWarn, "stream caps not checked: store unavailable", slog.String("error", err.Error()))
+		h.log.LogAttrs(ctx, slog.LevelWarn, "stream lease not taken (caps not checked): store unavailable", slog.String("error", err.Error()))
 		return true
 	}
 	for _, c := range caps {
@@ -248,16 +258,6 @@ func (h *Handler) admit(w http.ResponseWriter, r *http.Request, lease store.Leas
 	return true
 }
 
-// queryError words a validation error about a field as one about the query
-// parameter of that name.
-func queryError(err error) string {
-	var invalid *message.ValidationError
-	if errors.As(err, &invalid) && invalid.Field != "" {
-		return "Query parameter '" + invalid.Field + "' " + invalid.Reason
-	}
-	return err.Error()
-}
-
 // cors sets CORS headers for an allowed Origin and reports whether the
 // request may proceed cross-origin. Without ALLOWED_ORIGINS only the same
 // origin is served (browsers send no CORS check for it).
@@ -276,6 +276,20 @@ func (h *Handler) cors(w http.ResponseWriter, r *http.Request) bool {
 		return true
 	}
 	return false
+}
+
+// preflight answers a CORS preflight for an origin cors allowed, or not.
+func preflight(w http.ResponseWriter, allowed bool, methods, headers string) {
+	if !allowed {
+		jsonhttp.Error(w, http.StatusForbidden, "Origin not allowed.")
+		return
+	}
+	w.Header().Set("Access-Control-Allow-Methods", methods)
+	if headers != "" {
+		w.Header().Set("Access-Control-Allow-Headers", headers)
+	}
+	w.Header().Set("Access-Control-Max-Age", "600")
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // conn is one open stream. Its writes are serialised by mu: the heartbeat
@@ -408,7 +422,9 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 	defer cancel()
 	stopDrain := context.AfterFunc(h.drainCtx, cancel)
 	defer stopDrain()
-	var failed atomic.Bool // a heartbeat write failed
+	ls := h.track(id, cancel)
+	defer h.untrack(id, ls) // after the lease release below
+	var failed atomic.Bool  // a heartbeat write failed
 	writeFailed := func() { failed.Store(true); cancel() }
 
 	log := h.log.With(slog.String("connectionId", id), h.sessionAttr(sessionID))
@@ -416,6 +432,8 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 	defer func() {
 		switch {
 		case reason != "client gone":
+		case ls.closed.Load():
+			reason = "closed"
 		case h.drainCtx.Err() != nil:
 			reason = "server shutdown"
 		case !time.Now().Before(end):
@@ -431,10 +449,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 	// renews the lease without holding either. The release below waits for
 	// a renewal in flight, so none can land after the delete.
 	leaseTTL := h.leaseTTL()
-	var leaseBusy, leased bool // guarded by c.mu
+	var leaseBusy bool // guarded by c.mu
 	renew := func() {
 		c.mu.Lock()
-		if c.closed || leaseBusy || !leased {
+		if c.closed || leaseBusy {
 			c.mu.Unlock()
 			return
 		}
@@ -489,10 +507,6 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 		reason = "write failed"
 		return
 	}
-	c.mu.Lock()
-	leased = true
-	c.mu.Unlock()
-	renew()
 
 	poll := time.NewTimer(0)
 	defer poll.Stop()
@@ -514,6 +528,10 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 			reason = "write failed"
 			return
 		}
+		if f.Closed() {
+			reason = "closed"
+			return
+		}
 		poll.Reset(wake.After)
 	}
 }
@@ -529,6 +547,7 @@ func (h *Handler) open(ctx context.Context, log *slog.Logger, c *conn, id, sessi
 	topts := tail.Options{
 		HoleTimeout: h.cfg.HoleTimeout, PollInterval: h.cfg.PollInterval,
 		ReplayCount: h.cfg.ReplayCount, Retention: h.cfg.MessageTTL, Now: h.now,
+		ConnectionID: id,
 	}
 	for {
 		f, replay, why, err := tail.Open(ctx, h.st, topts, sessionID, lastEventID)

@@ -900,9 +900,9 @@ func TestIdleStreamCost(t *testing.T) {
 	}
 	const partitions = 2
 	maxQueries := partitions * (int(window/poll) + 1)
-	// One lease item per renewal, and one more per scope a cap counts (the
-	// default per-IP cap: a second small item).
-	items := 1
+	// One lease item per renewal, one for its session (presence), and one
+	// more per scope a cap counts (the default per-IP cap).
+	items := 2
 	if cfg.MaxStreamsPerIP > 0 {
 		items++
 	}

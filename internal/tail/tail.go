@@ -58,6 +58,9 @@ type Options struct {
 	ReplayCount  int              // recent messages for a fresh stream
 	Retention    time.Duration    // message TTL
 	Now          func() time.Time // clock for expiry decisions; default time.Now
+	// ConnectionID is the stream's: a close signal for it in a followed
+	// partition ends the follow (Closed).
+	ConnectionID string
 }
 
 // defaults is read once: config parses every variable's default to make it.
@@ -113,6 +116,7 @@ type Follower struct {
 	parts    []*follow // session first when present, broadcast last
 	session  bool
 	start    cursor.Cursor
+	closed   bool // a close signal for this stream was read
 }
 
 type follow struct {
@@ -420,7 +424,11 @@ func cmpSeq(a, b uint64) int {
 	return 0
 }
 
-func deliverable(e store.Entry) bool { return !e.Tombstone && !e.Expired }
+func deliverable(e store.Entry) bool { return !e.Tombstone && !e.Expired && e.CloseStream == "" }
+
+// Closed reports whether a Poll passed a close signal for this stream
+// (store.Entry.CloseStream): the stream should end.
+func (f *Follower) Closed() bool { return f.closed }
 
 // stale reports whether a missing number cannot belong to a writer in flight:
 // the entry written above it, or the last number taken, is older than any
@@ -497,6 +505,9 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 		if deliverable(e) {
 			msgs = append(msgs, e.Message)
 			seqs = append(seqs, e.Seq)
+		}
+		if e.CloseStream != "" && e.CloseStream == f.opts.ConnectionID {
+			f.closed = true
 		}
 		p.pos = max(p.pos, e.Seq)
 	}

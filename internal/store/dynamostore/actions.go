@@ -23,11 +23,14 @@ var iamActions = map[string][]string{
 	// TransactWriteItems of two Puts), and the tombstone that closes its
 	// own number when a concurrent first attempt with the same key won or
 	// when the write's outcome has to be settled.
-	"Append":           {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
-	"Head":             {"dynamodb:GetItem"},
-	"Read":             {"dynamodb:Query"},
-	"ReadBefore":       {"dynamodb:Query"},
-	"Tombstone":        {"dynamodb:PutItem"},
+	"Append":     {"dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:PutItem"},
+	"Head":       {"dynamodb:GetItem"},
+	"Read":       {"dynamodb:Query"},
+	"ReadBefore": {"dynamodb:Query"},
+	"Tombstone":  {"dynamodb:PutItem"},
+	// The sequence number and the signal; a tombstone settles its outcome.
+	"AppendClose":      {"dynamodb:UpdateItem", "dynamodb:PutItem"},
+	"LeaseOf":          {"dynamodb:GetItem"},
 	"IncrementCounter": {"dynamodb:UpdateItem"},
 	"PutLease":         {"dynamodb:PutItem"},
 	"DeleteLease":      {"dynamodb:DeleteItem"},

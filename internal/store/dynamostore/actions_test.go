@@ -138,6 +138,8 @@ func TestIAMActionsMatchCalls(t *testing.T) {
 		},
 		"IncrementCounter": func() { _, err := s.IncrementCounter(ctx, "k", time.Now().Add(time.Minute)); must(err) },
 		"PutLease":         func() { must(s.PutLease(ctx, lease)) },
+		"LeaseOf":          func() { _, _, err := s.LeaseOf(ctx, lease.ID); must(err) },
+		"AppendClose":      func() { must(s.AppendClose(ctx, store.Partition("a"), lease.ID)) },
 		"DeleteLease":      func() { must(s.DeleteLease(ctx, lease)) },
 		"CountLeases":      func() { _, err := s.CountLeases(ctx); must(err) },
 		"CountLeasesOf":    func() { _, err := s.CountLeasesOf(ctx, store.LeaseScope{SourceIP: "192.0.2.1"}); must(err) },

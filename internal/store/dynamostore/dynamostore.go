@@ -6,10 +6,11 @@
 //
 //	pk=<partition>       sk=#head                 head, takenAt,     sequence counter
 //	                                              floor, tok
-//	pk=<partition>       sk=<20-digit seq>        kind m|t, ...      message or tombstone
+//	pk=<partition>       sk=<20-digit seq>        kind m|t|c, ...    message, tombstone or close signal
 //	pk=idem#<key>        sk=idem                  the first result   idempotency record
 //	pk=count#<key>       sk=count                 n                  rate-limit counter
-//	pk=conn              sk=<connectionId>        expiresAt          connection lease
+//	pk=conn#<0-7>        sk=<connectionId>        expiresAt, sid,    connection lease, in one of
+//	                                              ip                 leaseShards partitions
 //	pk=connip#<ip>       sk=<connectionId>        expiresAt          the lease, by source IP
 //	pk=connsess#<id>     sk=<connectionId>        expiresAt          the lease, by session
 //	pk=meta              sk=epoch                 epoch              store epoch
@@ -21,8 +22,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -61,7 +64,11 @@ const (
 	headKey  = "#head"
 	seqWidth = 20
 	maxSK    = "99999999999999999999"
-	leasePK  = "conn"
+	leasePK  = "conn#"
+	// leaseShards spreads the leases over partitions: a lease is renewed
+	// every heartbeat, and one partition takes at most 1,000 writes a
+	// second (docs/cost.md, "Limits").
+	leaseShards = 8
 )
 
 // New opens the store on an existing table, creating its epoch on first use.
@@ -145,6 +152,12 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 			return r, err
 		}
 	}
+	return s.settleWrite(ctx, partition, seq, msg, &tries, err)
+}
+
+// settleWrite turns the error of the write of msg at seq into the truth:
+// stored, not stored, or ErrUnknownOutcome.
+func (s *Store) settleWrite(ctx context.Context, partition string, seq uint64, msg message.Message, tries *attempts, err error) (store.AppendResult, error) {
 	switch {
 	case err == nil:
 		return store.AppendResult{Message: msg, Seq: seq}, nil
@@ -157,6 +170,32 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 		return store.AppendResult{}, err
 	}
 	return s.resolve(ctx, partition, seq, msg, err)
+}
+
+// AppendClose appends a close signal for stream connectionID to partition,
+// numbered like a message: the stream reads the partition anyway, so it
+// notices the signal in a read it makes regardless, on whichever instance
+// it runs. Its outcome is settled like an append's.
+func (s *Store) AppendClose(ctx context.Context, partition, connectionID string) error {
+	seq, err := s.takeNumber(ctx, partition)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	// The signal's own id lets a lost reply be told from a reader's
+	// tombstone, as for a message.
+	sig := message.Message{ID: "close-" + randomToken(), Timestamp: now.UnixMilli()}
+	item := keyOf(partition, seqKey(seq))
+	item["kind"] = str("c")
+	item["seq"] = num(int64(seq))
+	item["messageId"] = str(sig.ID)
+	item["target"] = str(connectionID)
+	item["timestamp"] = num(sig.Timestamp)
+	item[TTLAttribute] = num(expirySeconds(now.Add(s.ttl)))
+	var tries attempts
+	err = s.put(ctx, partition, seq, sig, item, tries.track)
+	_, err = s.settleWrite(ctx, partition, seq, sig, &tries, err)
+	return err
 }
 
 // closeOwn tombstones a number whose write is known not to have been
@@ -184,7 +223,7 @@ func (s *Store) put(ctx context.Context, partition string, seq uint64, msg messa
 // collided tells what a conditional put of msg found in its slot: msg
 // itself (an earlier attempt of ours was applied), or a reader's tombstone.
 func (s *Store) collided(old map[string]types.AttributeValue, msg message.Message) error {
-	if old != nil && strAttr(old, "kind") == "m" && strAttr(old, "messageId") == msg.ID {
+	if old != nil && strAttr(old, "kind") != "t" && strAttr(old, "messageId") == msg.ID {
 		return nil
 	}
 	return store.ErrHoleClosed
@@ -490,9 +529,10 @@ func (s *Store) Tombstone(ctx context.Context, partition string, seq uint64) (st
 
 func (s *Store) entryOf(it map[string]types.AttributeValue) store.Entry {
 	e := store.Entry{
-		Seq:       uint64(numAttr(it, "seq")),
-		Tombstone: strAttr(it, "kind") == "t",
-		Expired:   numAttr(it, TTLAttribute) <= s.now().Unix(),
+		Seq:         uint64(numAttr(it, "seq")),
+		Tombstone:   strAttr(it, "kind") == "t",
+		Expired:     numAttr(it, TTLAttribute) <= s.now().Unix(),
+		CloseStream: strAttr(it, "target"),
 		Message: message.Message{
 			ID:        strAttr(it, "messageId"),
 			SessionID: strAttr(it, "sessionId"),
@@ -521,11 +561,18 @@ func (s *Store) IncrementCounter(ctx context.Context, key string, expiresAt time
 	return numAttr(out.Attributes, "n"), nil
 }
 
-// leaseKeys are the items of one lease: the lease itself, and one per scope
-// it counts towards, so that each scope is counted by a Query of its own
-// small partition.
+// leaseShard is the partition of the lease item of connection id.
+func leaseShard(id string) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(id))
+	return leasePK + strconv.Itoa(int(h.Sum32()%leaseShards))
+}
+
+// leaseKeys are the items of one lease: the lease itself, in its shard, and
+// one per scope it counts towards, so that each scope is counted by a Query
+// of its own small partition.
 func leaseKeys(l store.Lease) []map[string]types.AttributeValue {
-	keys := []map[string]types.AttributeValue{keyOf(leasePK, l.ID)}
+	keys := []map[string]types.AttributeValue{keyOf(leaseShard(l.ID), l.ID)}
 	if l.SourceIP != "" {
 		keys = append(keys, keyOf(leaseScopePK(store.LeaseScope{SourceIP: l.SourceIP}), l.ID))
 	}
@@ -536,19 +583,24 @@ func leaseKeys(l store.Lease) []map[string]types.AttributeValue {
 }
 
 func leaseScopePK(scope store.LeaseScope) string {
-	switch {
-	case scope.SourceIP != "":
+	if scope.SourceIP != "" {
 		return "connip#" + scope.SourceIP
-	case scope.SessionID != "":
-		return "connsess#" + scope.SessionID
 	}
-	return leasePK
+	return "connsess#" + scope.SessionID
 }
 
 // PutLease creates or renews a connection lease (one small item per scope).
+// The lease item names the session and source, so that a close request,
+// which knows only the connection id, can find the stream's partition.
 func (s *Store) PutLease(ctx context.Context, l store.Lease) error {
-	for _, item := range leaseKeys(l) {
+	for i, item := range leaseKeys(l) {
 		item[TTLAttribute] = num(expirySeconds(l.ExpiresAt))
+		if i == 0 && l.SessionID != "" {
+			item["sid"] = str(l.SessionID)
+		}
+		if i == 0 && l.SourceIP != "" {
+			item["ip"] = str(l.SourceIP)
+		}
 		if _, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: s.table, Item: item}); err != nil {
 			return wrap(err, "put lease %s", l.ID)
 		}
@@ -566,30 +618,71 @@ func (s *Store) DeleteLease(ctx context.Context, l store.Lease) error {
 	return errors.Join(errs...)
 }
 
-// CountLeases counts unexpired leases across every instance.
-func (s *Store) CountLeases(ctx context.Context) (int, error) {
-	return s.CountLeasesOf(ctx, store.LeaseScope{})
+// LeaseOf returns the unexpired lease with connection id id.
+func (s *Store) LeaseOf(ctx context.Context, id string) (store.Lease, bool, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{TableName: s.table, Key: keyOf(leaseShard(id), id), ConsistentRead: aws.Bool(true)})
+	if err != nil {
+		return store.Lease{}, false, wrap(err, "read lease %s", id)
+	}
+	exp := numAttr(out.Item, TTLAttribute)
+	if out.Item == nil || exp <= s.now().Unix() {
+		return store.Lease{}, false, nil
+	}
+	return store.Lease{ID: id, SessionID: strAttr(out.Item, "sid"), SourceIP: strAttr(out.Item, "ip"), ExpiresAt: time.Unix(exp, 0)}, true, nil
 }
 
-// CountLeasesOf counts the unexpired leases of one source IP or session
-// (all of them for the zero scope), with Select COUNT: the items are tiny,
-// so a page of a thousand costs a few read units.
+// CountLeases counts unexpired leases across every instance: one Select
+// COUNT Query per shard, in parallel, eventually consistent (half the read
+// units; a health figure may lag a second).
+func (s *Store) CountLeases(ctx context.Context) (int, error) {
+	counts := make([]int, leaseShards)
+	errs := make([]error, leaseShards)
+	var wg sync.WaitGroup
+	for i := range leaseShards {
+		wg.Go(func() {
+			counts[i], errs[i] = s.countPartition(ctx, leasePK+strconv.Itoa(i), false)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, c := range counts {
+		n += c
+	}
+	return n, nil
+}
+
+// CountLeasesOf counts the unexpired leases of one source IP or session,
+// strongly consistent: a stream cap counts itself in right after its put.
+// All of them for the zero scope (CountLeases).
 func (s *Store) CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error) {
+	if scope == (store.LeaseScope{}) {
+		return s.CountLeases(ctx)
+	}
+	return s.countPartition(ctx, leaseScopePK(scope), true)
+}
+
+// countPartition counts the unexpired lease items of pk with Select COUNT:
+// the items are tiny, so a page of a thousand costs a few read units.
+func (s *Store) countPartition(ctx context.Context, pk string, consistent bool) (int, error) {
 	in := &dynamodb.QueryInput{
 		TableName:                s.table,
 		KeyConditionExpression:   aws.String("pk = :pk"),
 		FilterExpression:         aws.String("#exp > :now"),
 		ExpressionAttributeNames: map[string]string{"#exp": TTLAttribute},
 		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk": str(leaseScopePK(scope)), ":now": num(s.now().Unix()),
+			":pk": str(pk), ":now": num(s.now().Unix()),
 		},
-		Select: types.SelectCount,
+		Select:         types.SelectCount,
+		ConsistentRead: aws.Bool(consistent),
 	}
 	n := 0
 	for {
 		out, err := s.db.Query(ctx, in)
 		if err != nil {
-			return 0, wrap(err, "count leases")
+			return 0, wrap(err, "count leases in %s", pk)
 		}
 		n += int(out.Count)
 		if len(out.LastEvaluatedKey) == 0 {

@@ -30,6 +30,7 @@ type Store struct {
 	idem       map[string]idemRecord
 	counters   map[string]counter
 	leases     map[string]store.Lease
+	scoped     map[store.LeaseScope]map[string]struct{} // lease ids by source IP and by session
 	nextSweep  time.Time
 	closed     chan struct{} // already closed: the answer for a settled slot
 	// minBase is the highest head of any partition the sweeper dropped:
@@ -75,6 +76,7 @@ func New(opts store.Options) *Store {
 		idem:        make(map[string]idemRecord),
 		counters:    make(map[string]counter),
 		leases:      make(map[string]store.Lease),
+		scoped:      make(map[store.LeaseScope]map[string]struct{}),
 		closed:      closedChan(),
 	}
 }
@@ -289,7 +291,7 @@ func (s *Store) sweep(now time.Time) {
 	}
 	for id, l := range s.leases {
 		if !now.Before(l.ExpiresAt) {
-			delete(s.leases, id)
+			s.dropLease(id)
 		}
 	}
 }
@@ -451,6 +453,38 @@ func (s *Store) IncrementCounter(ctx context.Context, key string, expiresAt time
 	return c.n, nil
 }
 
+// AppendClose appends a close signal for stream connectionID to partition:
+// every reader of the partition passes it, and that stream ends on it.
+func (s *Store) AppendClose(ctx context.Context, partition, connectionID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maybeSweep()
+	p := s.part(partition)
+	now := s.now()
+	p.head++
+	p.takenAt = now
+	e := store.Entry{Seq: p.head, CloseStream: connectionID, Message: message.Message{Timestamp: now.UnixMilli()}}
+	p.put(p.head, &slot{entry: e, expiresAt: now.Add(s.ttl)})
+	p.purge(now, s.ttl)
+	s.wake(p)
+	return nil
+}
+
+// leaseScopes are the scopes lease l counts towards.
+func leaseScopes(l store.Lease) []store.LeaseScope {
+	var scopes []store.LeaseScope
+	if l.SourceIP != "" {
+		scopes = append(scopes, store.LeaseScope{SourceIP: l.SourceIP})
+	}
+	if l.SessionID != "" {
+		scopes = append(scopes, store.LeaseScope{SessionID: l.SessionID})
+	}
+	return scopes
+}
+
 // PutLease creates or renews a connection lease.
 func (s *Store) PutLease(ctx context.Context, l store.Lease) error {
 	if err := ctx.Err(); err != nil {
@@ -458,16 +492,60 @@ func (s *Store) PutLease(ctx context.Context, l store.Lease) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if old, ok := s.leases[l.ID]; ok {
+		s.unindex(old)
+	}
 	s.leases[l.ID] = l
+	for _, sc := range leaseScopes(l) {
+		ids := s.scoped[sc]
+		if ids == nil {
+			ids = make(map[string]struct{})
+			s.scoped[sc] = ids
+		}
+		ids[l.ID] = struct{}{}
+	}
 	return nil
+}
+
+// unindex removes l from the scope index. Callers hold s.mu for writing.
+func (s *Store) unindex(l store.Lease) {
+	for _, sc := range leaseScopes(l) {
+		if ids := s.scoped[sc]; ids != nil {
+			delete(ids, l.ID)
+			if len(ids) == 0 {
+				delete(s.scoped, sc)
+			}
+		}
+	}
 }
 
 // DeleteLease releases a lease.
 func (s *Store) DeleteLease(ctx context.Context, l store.Lease) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	delete(s.leases, l.ID)
+	s.dropLease(l.ID)
 	return nil
+}
+
+func (s *Store) dropLease(id string) {
+	if l, ok := s.leases[id]; ok {
+		s.unindex(l)
+		delete(s.leases, id)
+	}
+}
+
+// LeaseOf returns the unexpired lease with connection id id.
+func (s *Store) LeaseOf(ctx context.Context, id string) (store.Lease, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Lease{}, false, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.leases[id]
+	if !ok || !s.now().Before(l.ExpiresAt) {
+		return store.Lease{}, false, nil
+	}
+	return l, true, nil
 }
 
 // CountLeases counts unexpired leases.
@@ -476,24 +554,43 @@ func (s *Store) CountLeases(ctx context.Context) (int, error) {
 }
 
 // CountLeasesOf counts the unexpired leases of one source IP or session
-// (all of them for the zero scope).
+// (all of them for the zero scope): a scope costs what it holds, not what
+// the store holds.
 func (s *Store) CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// Counted under the read lock, which the streams share: a broadcast
+	// POST counts every lease. Expired ones are dropped afterwards.
+	s.mu.RLock()
 	now := s.now()
+	var expired []string
 	n := 0
-	for id, l := range s.leases {
-		switch {
-		case !now.Before(l.ExpiresAt):
-			delete(s.leases, id)
-		case scope.SourceIP != "" && l.SourceIP != scope.SourceIP:
-		case scope.SessionID != "" && l.SessionID != scope.SessionID:
-		default:
+	count := func(id string, l store.Lease) {
+		if now.Before(l.ExpiresAt) {
 			n++
+		} else {
+			expired = append(expired, id)
 		}
+	}
+	if scope == (store.LeaseScope{}) {
+		for id, l := range s.leases {
+			count(id, l)
+		}
+	} else {
+		for id := range s.scoped[scope] {
+			count(id, s.leases[id])
+		}
+	}
+	s.mu.RUnlock()
+	if len(expired) > 0 {
+		s.mu.Lock()
+		for _, id := range expired {
+			if l, ok := s.leases[id]; ok && !now.Before(l.ExpiresAt) { // not renewed meanwhile
+				s.dropLease(id)
+			}
+		}
+		s.mu.Unlock()
 	}
 	return n, nil
 }

@@ -29,6 +29,8 @@ type Store interface {
 	DeleteLease(ctx context.Context, l store.Lease) error
 	CountLeases(ctx context.Context) (int, error)
 	CountLeasesOf(ctx context.Context, scope store.LeaseScope) (int, error)
+	LeaseOf(ctx context.Context, id string) (store.Lease, bool, error)
+	AppendClose(ctx context.Context, partition, connectionID string) error
 	Ping(ctx context.Context) error
 }
 
@@ -58,6 +60,7 @@ var suite = []struct {
 	{"Idempotency", testIdempotency},
 	{"ExpiryAndLatest", testExpiry},
 	{"Leases", testLeases},
+	{"CloseSignals", testCloseSignals},
 	{"Counters", testCounters},
 	{"ResumeTwoPartitions", testResume},
 	{"ResumeResets", testResets},
@@ -67,7 +70,7 @@ var suite = []struct {
 // that retry like senders: they run again on a store under injected faults.
 var UnderFaults = []string{
 	"ConcurrentWritersAndReadersSmall", "FreshStreamSettlesDeepWriter", "Idempotency",
-	"ResumeTwoPartitions", "ReplayCursors", "LargeMessagesPaged",
+	"ResumeTwoPartitions", "ReplayCursors", "LargeMessagesPaged", "CloseSignals",
 }
 
 // Run runs the whole suite, or the tests named.
@@ -628,6 +631,16 @@ func testLeases(t *testing.T, newStore Factory) {
 	count(ipA, 2)
 	count(ipB, 1)
 	count(sessX, 2)
+	leaseOf := func(id string, want store.Lease, found bool) {
+		t.Helper()
+		got, ok, err := s.LeaseOf(ctx, id)
+		if err != nil || ok != found || (found && (got.ID != want.ID || got.SessionID != want.SessionID || got.SourceIP != want.SourceIP)) {
+			t.Fatalf("LeaseOf(%q) = %+v, %v, %v; want %+v, %v", id, got, ok, err, want, found)
+		}
+	}
+	leaseOf("c1", c1, true)
+	leaseOf("c4", c4, true)
+	leaseOf("c9", store.Lease{}, false)
 	clock.Advance(6 * time.Second)
 	c1.ExpiresAt = clock.Now().Add(10 * time.Second)
 	if err := s.PutLease(ctx, c1); err != nil { // renew
@@ -642,6 +655,7 @@ func testLeases(t *testing.T, newStore Factory) {
 	count(all, 1)
 	count(sessX, 1)
 	count(ipB, 0)
+	leaseOf("c3", store.Lease{}, false) // expired
 	if err := s.DeleteLease(ctx, c1); err != nil {
 		t.Fatal(err)
 	}
@@ -818,5 +832,104 @@ func testTombstoneNeverOverwrites(t *testing.T, newStore Factory) {
 	again, err := s.Tombstone(ctx, part, 5)
 	if err != nil || !again.Tombstone || again.Message.Timestamp != first.Message.Timestamp {
 		t.Fatalf("second Tombstone = %+v, %v; want the first one back", again, err)
+	}
+}
+
+// testCloseSignals: a close signal ends the follower it names and no other,
+// is never delivered, and moves every reader's cursor past it like a
+// tombstone, so replay and resume are unchanged around it.
+func testCloseSignals(t *testing.T, newStore Factory) {
+	s := newStore(t, Options{})
+	ctx := ctxFor(t, time.Minute)
+	open := func(session, conn string) *reader {
+		opts := fastOpts()
+		opts.ConnectionID = conn
+		r, _, _ := openReader(t, ctx, s, opts, session, "")
+		return r
+	}
+	closeRetry := func(partition, conn string) {
+		t.Helper()
+		for {
+			err := s.AppendClose(ctx, partition, conn)
+			if err == nil {
+				return
+			}
+			// Under faults a refused or unknown outcome is retried, as the
+			// close handler's caller (a page) would.
+			if !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, store.ErrUnknownOutcome) && !errors.Is(err, store.ErrHoleClosed) || ctx.Err() != nil {
+				t.Fatalf("AppendClose(%s, %s): %v", partition, conn, err)
+			}
+		}
+	}
+	mustAppend := func(session, text string) message.Message {
+		t.Helper()
+		m := message.New(time.Now(), session, text)
+		if _, err := appendRetry(ctx, s, m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	// Readers whose connection ids a signal names, and one it never does.
+	r1, r2, r3 := open("s", "aaaaaaaaaaaaaaaaaaaaaaa1"), open("s", "aaaaaaaaaaaaaaaaaaaaaaa2"), open("", "aaaaaaaaaaaaaaaaaaaaaaa3")
+	first := mustAppend("s", "before the signal")
+	closeRetry(store.Partition("s"), "aaaaaaaaaaaaaaaaaaaaaaa1")
+	second := mustAppend("s", "after the signal")
+	closeRetry(store.BroadcastPartition, "aaaaaaaaaaaaaaaaaaaaaaa3")
+	third := mustAppend("", "broadcast after both")
+
+	for _, c := range []struct {
+		name   string
+		r      *reader
+		want   []message.Message
+		closed bool
+	}{
+		{"named in its session", r1, []message.Message{first, second, third}, true},
+		{"same session, not named", r2, []message.Message{first, second, third}, false},
+		{"named in broadcast", r3, []message.Message{third}, true},
+	} {
+		c.r.pollUntil(t, ctx, len(c.want))
+		// One more poll: a signal after the last message is read too.
+		ds, err := c.r.f.Poll(ctx)
+		for errors.Is(err, store.ErrUnavailable) {
+			ds, err = c.r.f.Poll(ctx)
+		}
+		if err != nil || len(ds) != 0 {
+			t.Fatalf("%s: extra poll = %d deliveries, %v; want none", c.name, len(ds), err)
+		}
+		var got []string
+		for _, d := range c.r.got {
+			got = append(got, d.Message.ID)
+		}
+		var want []string
+		for _, m := range c.want {
+			want = append(want, m.ID)
+		}
+		// Across partitions the order may differ (a throttled read of one
+		// delivers the other's first): compare what was delivered.
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: delivered %v, want %v (signals are never delivered)", c.name, got, want)
+		}
+		if c.r.f.Closed() != c.closed {
+			t.Errorf("%s: Closed() = %v, want %v", c.name, c.r.f.Closed(), c.closed)
+		}
+	}
+
+	// A fresh stream replays messages only; one resuming from before the
+	// signals gets the same messages and is not closed by them.
+	opts := fastOpts()
+	opts.ReplayCount = 10
+	_, replay, _ := openReader(t, ctx, s, opts, "s", "")
+	if len(replay) != 3 {
+		t.Errorf("fresh replay has %d deliveries, want the 3 messages", len(replay))
+	}
+	resumed, _, reset := openReader(t, ctx, s, fastOpts(), "s", r2.got[0].Cursor.String())
+	if reset != "" {
+		t.Fatalf("resume after the first message: reset %q", reset)
+	}
+	resumed.pollUntil(t, ctx, 2)
+	if resumed.got[0].Message.ID != second.ID || resumed.got[1].Message.ID != third.ID || resumed.f.Closed() {
+		t.Errorf("resumed stream got %v (closed %v), want the second and third messages, not closed", resumed.got, resumed.f.Closed())
 	}
 }
