@@ -35,8 +35,8 @@ type netRequest struct {
 	Failure string    // the error text of a load that failed (not when canceled)
 }
 
-// netRecorder keeps the page's requests to /api/webhook/stream and to the
-// dev-token endpoint, in the order the browser sent them.
+// netRecorder keeps the page's requests to /api/webhook/stream, its close
+// endpoint and the dev-token endpoint, in the order the browser sent them.
 type netRecorder struct {
 	mu   sync.Mutex
 	reqs []*netRequest
@@ -55,7 +55,7 @@ func recordNetwork(t *testing.T, ctx context.Context) *netRecorder {
 		switch ev := ev.(type) {
 		case *network.EventRequestWillBeSent:
 			u, err := url.Parse(ev.Request.URL)
-			if err != nil || (u.Path != "/api/webhook/stream" && u.Path != "/api/webhook/dev-token") {
+			if err != nil || (u.Path != "/api/webhook/stream" && u.Path != "/api/webhook/stream/close" && u.Path != "/api/webhook/dev-token") {
 				return
 			}
 			req := &netRequest{URL: u, Type: ev.Type, Sent: time.UnixMicro(int64(ev.WallTime.Float64() * 1e6))}

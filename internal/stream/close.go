@@ -43,16 +43,21 @@ func (h *Handler) serveClose(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 5*time.Second)
 	defer cancel()
-	if h.closeLocal(ctx, id) {
-		w.WriteHeader(http.StatusNoContent)
-		return
+	where := "this instance"
+	if !h.closeLocal(ctx, id) {
+		found, err := h.closeRemote(ctx, id)
+		if err != nil {
+			h.log.LogAttrs(ctx, slog.LevelWarn, "stream close failed: store unavailable", slog.String("connectionId", id), slog.String("error", err.Error()))
+			w.Header().Set("Retry-After", "1")
+			jsonhttp.Error(w, http.StatusServiceUnavailable, "The message store cannot be reached; the stream was not closed. Retry, or let it end on its own.")
+			return
+		}
+		where = "signalled"
+		if !found {
+			where = "no open stream"
+		}
 	}
-	if err := h.closeRemote(ctx, id); err != nil {
-		h.log.LogAttrs(ctx, slog.LevelWarn, "stream close failed: store unavailable", slog.String("connectionId", id), slog.String("error", err.Error()))
-		w.Header().Set("Retry-After", "1")
-		jsonhttp.Error(w, http.StatusServiceUnavailable, "The message store cannot be reached; the stream was not closed. Retry, or let it end on its own.")
-		return
-	}
+	h.log.LogAttrs(ctx, slog.LevelInfo, "stream close requested", slog.String("connectionId", id), slog.String("found", where))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -82,20 +87,20 @@ func (h *Handler) closeLocal(ctx context.Context, id string) bool {
 // so the stream notices it in its next poll without a read of its own, and
 // removes the lease at once so that presence drops now. An unknown or
 // finished id has no lease: nothing to do.
-func (h *Handler) closeRemote(ctx context.Context, id string) error {
+func (h *Handler) closeRemote(ctx context.Context, id string) (found bool, err error) {
 	lease, ok, err := h.st.LeaseOf(ctx, id)
 	if err != nil || !ok {
-		return err
+		return false, err
 	}
 	if err := h.st.AppendClose(ctx, store.Partition(lease.SessionID), id); err != nil {
-		return err
+		return true, err
 	}
 	// The stream renews its lease until it notices the signal, and then
 	// deletes it again; this delete only makes presence drop sooner.
 	if err := h.st.DeleteLease(ctx, lease); err != nil {
 		h.log.LogAttrs(ctx, slog.LevelWarn, "lease release after close failed; the stream releases it", slog.String("connectionId", id), slog.String("error", err.Error()))
 	}
-	return nil
+	return true, nil
 }
 
 // track registers a stream of this instance for closeLocal.
