@@ -103,6 +103,10 @@ func TestRealBinaries(t *testing.T) {
 		t.Parallel()
 		testStreamUnderEmulator(t, endpoint, bootstraps["stream"])
 	})
+	t.Run("StreamCloseUnderEmulator", func(t *testing.T) {
+		t.Parallel()
+		testStreamCloseUnderEmulator(t, endpoint, bootstraps["stream"])
+	})
 }
 
 // ---- environment -------------------------------------------------------------
