@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
+	"github.com/webhook-relay/webhook-relay/internal/store"
+	"github.com/webhook-relay/webhook-relay/internal/store/memstore"
 	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
 
@@ -41,7 +45,7 @@ func TestREADMEExamplesRunAsPrinted(t *testing.T) {
 	var runnable []readmeBlock
 	for _, b := range readmeBlocks(t) {
 		switch {
-		case b.lang == "sh" && strings.HasPrefix(b.code, "curl "),
+		case b.lang == "sh" && strings.HasPrefix(b.code, "curl -X POST "),
 			b.lang == "javascript" && strings.Contains(b.code, "fetch("),
 			b.lang == "python" && strings.Contains(b.code, "requests.post("):
 			runnable = append(runnable, b)
@@ -121,5 +125,42 @@ func TestREADMEExamplesRunAsPrinted(t *testing.T) {
 				t.Fatalf("Idempotency-Key of the first try and the retry: %q; want one key sent twice", keys)
 			}
 		})
+	}
+}
+
+// TestREADMEPresenceExample runs the README's presence example as printed,
+// but for the port, with WEBHOOK_SECRET set as the example assumes: it must
+// print the session's count, and without the secret get nothing.
+func TestREADMEPresenceExample(t *testing.T) {
+	var example string
+	for _, b := range readmeBlocks(t) {
+		if b.lang == "sh" && strings.HasPrefix(b.code, "curl ") && strings.Contains(b.code, "/api/webhook?sessionId=") {
+			example = b.code
+		}
+	}
+	if example == "" {
+		t.Fatal("README.md has no curl example of GET /api/webhook?sessionId=")
+	}
+	testutil.LookPath(t, "curl", "--version")
+	cfg := testConfig()
+	cfg.WebhookSecrets = []string{"presence-secret"}
+	ms := memstore.New(store.Options{})
+	srv := httptest.NewServer(New(ms, cfg, Options{Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}))
+	defer srv.Close()
+	for _, id := range []string{"l1", "l2"} {
+		if err := ms.PutLease(t.Context(), store.Lease{ID: id, SessionID: "abc", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct{ secret, want string }{
+		{"presence-secret", `"sessionConnections":2`},
+		{"", "Missing X-Webhook-Secret"},
+	} {
+		cmd := exec.Command("sh", "-c", strings.ReplaceAll(example, "http://localhost:3000", srv.URL))
+		cmd.Env = append(os.Environ(), "WEBHOOK_SECRET="+tt.secret, "NO_PROXY=127.0.0.1", "no_proxy=127.0.0.1", "HTTP_PROXY=", "http_proxy=")
+		out, err := cmd.CombinedOutput()
+		if err != nil || !strings.Contains(string(out), tt.want) {
+			t.Errorf("with WEBHOOK_SECRET=%q printed %q (%v), want %s", tt.secret, out, err, tt.want)
+		}
 	}
 }
