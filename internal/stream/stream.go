@@ -73,6 +73,8 @@ type Handler struct {
 
 	mu   sync.Mutex
 	live map[string]*liveStream // this instance's open streams, by connection id
+
+	hub *tail.Hub // one reading of each partition for all the streams here
 }
 
 // liveStream lets a close request end a stream of this instance at once.
@@ -104,6 +106,7 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	}
 	h.drainCtx, h.drain = context.WithCancel(context.Background())
 	h.live = make(map[string]*liveStream)
+	h.hub = tail.NewHub()
 	return h
 }
 
@@ -503,6 +506,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 	if f == nil {
 		return
 	}
+	defer f.Close()
 	if err := c.flush(); err != nil {
 		reason = "write failed"
 		return
@@ -547,7 +551,7 @@ func (h *Handler) open(ctx context.Context, log *slog.Logger, c *conn, id, sessi
 	topts := tail.Options{
 		HoleTimeout: h.cfg.HoleTimeout, PollInterval: h.cfg.PollInterval,
 		ReplayCount: h.cfg.ReplayCount, Retention: h.cfg.MessageTTL, Now: h.now,
-		ConnectionID: id,
+		ConnectionID: id, Hub: h.hub,
 	}
 	for {
 		f, replay, why, err := tail.Open(ctx, h.st, topts, sessionID, lastEventID)

@@ -61,6 +61,9 @@ type Options struct {
 	// ConnectionID is the stream's: a close signal for it in a followed
 	// partition ends the follow (Closed).
 	ConnectionID string
+	// Hub, when set, shares the reading of each partition with the other
+	// followers of this process that use it (see Hub). Close the follower.
+	Hub *Hub
 }
 
 // defaults is read once: config parses every variable's default to make it.
@@ -108,15 +111,20 @@ type Delivery struct {
 // Follower follows a session partition (if any) and the broadcast partition.
 // It is not safe for concurrent use: one stream owns it.
 type Follower struct {
+	reader
+	epoch   int64
+	tag     uint32
+	parts   []*follow // session first when present, broadcast last
+	session bool
+	start   cursor.Cursor
+	closed  bool // a close signal for this stream was read
+}
+
+// reader reads partitions: a Follower for itself, a feed for a Hub.
+type reader struct {
 	st       Store
 	notifier Notifier
 	opts     Options
-	epoch    int64
-	tag      uint32
-	parts    []*follow // session first when present, broadcast last
-	session  bool
-	start    cursor.Cursor
-	closed   bool // a close signal for this stream was read
 }
 
 type follow struct {
@@ -130,6 +138,10 @@ type follow struct {
 	wakeAt    time.Time // hole deadline, zero when none
 	more      bool
 	changed   <-chan struct{} // taken before the last read, so no write is missed
+	// feed shares the partition's reads (Options.Hub); viaFeed tells that
+	// the last poll was served by it, so changed and wakeAt are the feed's.
+	feed    *feed
+	viaFeed bool
 }
 
 // Wake tells a stream when to poll again: when either channel is closed, or
@@ -151,7 +163,7 @@ func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID st
 	if err != nil {
 		return nil, nil, "", fmt.Errorf("read store epoch: %w", err)
 	}
-	f = &Follower{st: st, opts: opts, epoch: epoch, tag: cursor.Tag(sessionID), session: sessionID != ""}
+	f = &Follower{reader: reader{st: st, opts: opts}, epoch: epoch, tag: cursor.Tag(sessionID), session: sessionID != ""}
 	f.notifier, _ = st.(Notifier)
 	if sessionID != "" {
 		f.parts = append(f.parts, &follow{name: store.Partition(sessionID)})
@@ -165,6 +177,7 @@ func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID st
 		}
 		if reset == "" {
 			f.start = f.Cursor()
+			f.attach()
 			return f, nil, "", nil
 		}
 	}
@@ -172,7 +185,29 @@ func Open(ctx context.Context, st Store, opts Options, sessionID, lastEventID st
 	if err != nil {
 		return nil, nil, "", err
 	}
+	f.attach()
 	return f, replay, reset, nil
+}
+
+// attach joins the hub's feeds once the follower is positioned.
+func (f *Follower) attach() {
+	if f.opts.Hub == nil {
+		return
+	}
+	for _, p := range f.parts {
+		p.feed = f.opts.Hub.acquire(f.reader, p)
+	}
+}
+
+// Close leaves the hub's feeds. A follower without a hub needs no Close;
+// calling it anyway is fine, and so is calling it twice.
+func (f *Follower) Close() {
+	for _, p := range f.parts {
+		if p.feed != nil {
+			f.opts.Hub.release(p.feed)
+			p.feed = nil
+		}
+	}
 }
 
 // Cursor is the stream's position: every number at or below it in each
@@ -433,7 +468,7 @@ func (f *Follower) Closed() bool { return f.closed }
 // stale reports whether a missing number cannot belong to a writer in flight:
 // the entry written above it, or the last number taken, is older than any
 // writer stays in flight (store.StaleAge).
-func (f *Follower) stale(now time.Time, above *store.Entry, head store.Head) bool {
+func (f *reader) stale(now time.Time, above *store.Entry, head store.Head) bool {
 	limit := now.Add(-store.StaleAge).UnixMilli()
 	if above != nil {
 		return above.Message.Timestamp != 0 && above.Message.Timestamp < limit
@@ -441,7 +476,7 @@ func (f *Follower) stale(now time.Time, above *store.Entry, head store.Head) boo
 	return head.TakenAt.UnixMilli() < limit
 }
 
-func (f *Follower) sleep(ctx context.Context, partition string, hole uint64, d time.Duration) error {
+func (f *reader) sleep(ctx context.Context, partition string, hole uint64, d time.Duration) error {
 	var filled <-chan struct{}
 	if f.notifier != nil {
 		filled = f.notifier.Filled(partition, hole)
@@ -491,16 +526,8 @@ func (f *Follower) Poll(ctx context.Context) ([]Delivery, error) {
 }
 
 func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, []uint64, error) {
-	if f.notifier != nil {
-		p.changed = f.notifier.Changed(p.name)
-	}
-	entries, err := f.st.Read(ctx, p.name, p.pos, readBatch)
-	if err != nil {
-		return nil, nil, fmt.Errorf("read %s after %d: %w", p.name, p.pos, err)
-	}
-	p.wakeAt = time.Time{}
-	msgs := make([]message.Message, 0, len(entries))
-	seqs := make([]uint64, 0, len(entries))
+	var msgs []message.Message
+	var seqs []uint64
 	take := func(e store.Entry) {
 		if deliverable(e) {
 			msgs = append(msgs, e.Message)
@@ -511,6 +538,39 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 		}
 		p.pos = max(p.pos, e.Seq)
 	}
+	if p.feed != nil {
+		entries, upTo, ok, err := p.feed.since(ctx, p)
+		p.viaFeed = ok
+		if ok {
+			for _, e := range entries {
+				take(e)
+			}
+			p.pos = max(p.pos, upTo)
+			return msgs, seqs, err
+		}
+		// Behind the feed's window (a resume from further back, or a
+		// stream that fell behind): it catches up reading by itself.
+	}
+	err := f.advance(ctx, p, take)
+	return msgs, seqs, err
+}
+
+// advance reads partition p after its position once and passes every entry
+// it settles to take, in order, closing holes whose wait is over. p's
+// position ends at the last settled number.
+func (f *reader) advance(ctx context.Context, p *follow, take func(store.Entry)) error {
+	if f.notifier != nil {
+		p.changed = f.notifier.Changed(p.name)
+	}
+	entries, err := f.st.Read(ctx, p.name, p.pos, readBatch)
+	if err != nil {
+		return fmt.Errorf("read %s after %d: %w", p.name, p.pos, err)
+	}
+	p.wakeAt = time.Time{}
+	step := func(e store.Entry) {
+		take(e)
+		p.pos = max(p.pos, e.Seq)
+	}
 	i := 0
 	for i < len(entries) {
 		e := entries[i]
@@ -519,7 +579,7 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 			continue
 		}
 		if e.Seq == p.pos+1 {
-			take(e)
+			step(e)
 			i++
 			continue
 		}
@@ -545,18 +605,18 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 		for p.pos+1 < e.Seq {
 			closed, err := f.st.Tombstone(ctx, p.name, p.pos+1)
 			if err != nil {
-				return msgs, seqs, fmt.Errorf("close hole %s/%d: %w", p.name, p.pos+1, err)
+				return fmt.Errorf("close hole %s/%d: %w", p.name, p.pos+1, err)
 			}
 			if closed.Seq < p.pos+1 {
 				closed.Seq = p.pos + 1
 			}
-			take(closed)
+			step(closed)
 		}
 	}
 	// A full batch means more is waiting, unless a hole stopped it: then the
 	// hole's deadline or its filling wakes the stream, not a busy loop.
 	p.more = len(entries) == readBatch && p.wakeAt.IsZero()
-	return msgs, seqs, nil
+	return nil
 }
 
 // Next says when to poll again.
@@ -568,6 +628,17 @@ func (f *Follower) Next() Wake {
 		w.After = max(f.opts.PollInterval, time.Second)
 	}
 	for i, p := range f.parts {
+		if p.viaFeed {
+			// The feed said what to wait for: its changes, and its next read.
+			w.C[i] = p.changed
+			if p.more {
+				w.After = 0
+			}
+			if !p.wakeAt.IsZero() {
+				w.After = min(w.After, max(p.wakeAt.Sub(f.opts.Now()), 0))
+			}
+			continue
+		}
 		if f.notifier != nil {
 			w.C[i] = p.changed
 			if !p.wakeAt.IsZero() {

@@ -47,6 +47,7 @@ var suite = []struct {
 }{
 	{"ConcurrentWritersAndReaders", concurrent(8, 250)},
 	{"ConcurrentWritersAndReadersSmall", concurrent(4, 100)},
+	{"SharedReads", testSharedReads},
 	{"HoleSlowWriter", testHoleSlowWriter},
 	{"HoleTooLateWriter", testHoleTooLateWriter},
 	{"HoleFailedWriter", testHoleFailedWriter},
@@ -70,7 +71,7 @@ var suite = []struct {
 // that retry like senders: they run again on a store under injected faults.
 var UnderFaults = []string{
 	"ConcurrentWritersAndReadersSmall", "FreshStreamSettlesDeepWriter", "Idempotency",
-	"ResumeTwoPartitions", "ReplayCursors", "LargeMessagesPaged", "CloseSignals",
+	"ResumeTwoPartitions", "ReplayCursors", "LargeMessagesPaged", "CloseSignals", "SharedReads",
 }
 
 // Run runs the whole suite, or the tests named.
@@ -226,21 +227,35 @@ func fastOpts() tail.Options {
 }
 
 func concurrent(writers, perWriter int) func(*testing.T, Factory) {
-	return func(t *testing.T, newStore Factory) { testConcurrent(t, newStore, writers, perWriter) }
+	return func(t *testing.T, newStore Factory) { testConcurrent(t, newStore, writers, perWriter, 1, nil) }
 }
 
-func testConcurrent(t *testing.T, newStore Factory, writers, perWriter int) {
+// testSharedReads: many followers per partition sharing one tail.Hub, as
+// the streams of one process do, each get exactly what they follow; so does
+// one that resumes, after the writers are done, from before everything.
+func testSharedReads(t *testing.T, newStore Factory) {
+	testConcurrent(t, newStore, 4, 60, 6, tail.NewHub())
+}
+
+func testConcurrent(t *testing.T, newStore Factory, writers, perWriter, perTarget int, hub *tail.Hub) {
 	s := newStore(t, Options{})
 	ctx := ctxFor(t, 2*time.Minute)
 	targets := []string{"a", "b", ""}
+	opts := fastOpts()
+	opts.Hub = hub
 
-	readers := map[string]*reader{}
-	for _, sess := range targets {
-		r, replay, _ := openReader(t, ctx, s, fastOpts(), sess, "")
-		if len(replay) != 0 {
-			t.Fatalf("fresh store replayed %d messages", len(replay))
+	var all []*reader
+	readers := map[string][]*reader{}
+	for range perTarget {
+		for _, sess := range targets {
+			r, replay, _ := openReader(t, ctx, s, opts, sess, "")
+			if len(replay) != 0 {
+				t.Fatalf("fresh store replayed %d messages", len(replay))
+			}
+			readers[sess] = append(readers[sess], r)
+			all = append(all, r)
+			t.Cleanup(r.f.Close)
 		}
-		readers[sess] = r
 	}
 
 	// Every reader knows how many messages it must see, and reads while
@@ -252,16 +267,18 @@ func testConcurrent(t *testing.T, newStore Factory, writers, perWriter int) {
 		}
 	}
 	want := map[string]int{"a": count["a"] + count[""], "b": count["b"] + count[""], "": count[""]}
-	readErrs := make(chan error, len(targets))
+	readErrs := make(chan error, len(all))
 	var rg sync.WaitGroup
 	for _, sess := range targets {
-		rg.Add(1)
-		go func() {
-			defer rg.Done()
-			if err := readers[sess].collect(ctx, want[sess]); err != nil {
-				readErrs <- fmt.Errorf("reader %q: %w", sess, err)
-			}
-		}()
+		for _, r := range readers[sess] {
+			rg.Add(1)
+			go func() {
+				defer rg.Done()
+				if err := r.collect(ctx, want[sess]); err != nil {
+					readErrs <- fmt.Errorf("reader %q: %w", sess, err)
+				}
+			}()
+		}
 	}
 
 	var mu sync.Mutex
@@ -308,24 +325,43 @@ func testConcurrent(t *testing.T, newStore Factory, writers, perWriter int) {
 		}
 		expect[sess] = set
 	}
-	for _, sess := range targets {
-		r := readers[sess]
-		if len(r.got) != len(expect[sess]) {
-			t.Fatalf("reader %q got %d messages, want %d", sess, len(r.got), len(expect[sess]))
-		}
-		for _, d := range r.got {
-			if !expect[sess][d.Message.ID] {
-				t.Fatalf("reader %q got message %s (session %q) it does not follow", sess, d.Message.ID, d.Message.SessionID)
+	if hub != nil {
+		// Late resumers from before everything: below the feeds' windows
+		// or not, each catches up exactly.
+		for _, sess := range targets {
+			late, _, reset := openReader(t, ctx, s, opts, sess, readers[sess][0].f.Start().String())
+			if reset != "" {
+				t.Fatalf("late reader %q: reset %q", sess, reset)
 			}
-		}
-		// Nothing more arrives.
-		more, err := r.f.Poll(ctx)
-		if err != nil || len(more) != 0 {
-			t.Fatalf("reader %q: extra poll returned %d messages, %v", sess, len(more), err)
+			t.Cleanup(late.f.Close)
+			if err := late.collect(ctx, want[sess]); err != nil {
+				t.Fatalf("late reader %q: %v", sess, err)
+			}
+			readers[sess] = append(readers[sess], late)
 		}
 	}
-	t.Logf("%d writers x %d messages over %d partitions: each reader saw its %d/%d/%d once, in order",
-		writers, perWriter, len(targets), len(expect["a"]), len(expect["b"]), len(expect[""]))
+	for _, sess := range targets {
+		for _, r := range readers[sess] {
+			if len(r.got) != len(expect[sess]) {
+				t.Fatalf("reader %q got %d messages, want %d", sess, len(r.got), len(expect[sess]))
+			}
+			for _, d := range r.got {
+				if !expect[sess][d.Message.ID] {
+					t.Fatalf("reader %q got message %s (session %q) it does not follow", sess, d.Message.ID, d.Message.SessionID)
+				}
+			}
+			// Nothing more arrives.
+			more, err := r.f.Poll(ctx)
+			for errors.Is(err, store.ErrUnavailable) {
+				more, err = r.f.Poll(ctx)
+			}
+			if err != nil || len(more) != 0 {
+				t.Fatalf("reader %q: extra poll returned %d messages, %v", sess, len(more), err)
+			}
+		}
+	}
+	t.Logf("%d writers x %d messages over %d partitions, %d readers each: every reader saw its %d/%d/%d once, in order",
+		writers, perWriter, len(targets), perTarget, len(expect["a"]), len(expect["b"]), len(expect[""]))
 }
 
 // pauser pauses the writer of one sequence number of one partition.
