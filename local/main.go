@@ -25,6 +25,7 @@ import (
 
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
+	"github.com/webhook-relay/webhook-relay/internal/logbuf"
 	"github.com/webhook-relay/webhook-relay/internal/server"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
 	"github.com/webhook-relay/webhook-relay/internal/store/memstore"
@@ -35,11 +36,19 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.LookupEnv, os.Stdout, os.Stderr); err != nil {
+	// One log line per request: buffered, not a system call each. run
+	// returns after shutdown has ended every stream, and Close flushes.
+	logs := logbuf.New(os.Stderr, logFlushInterval)
+	err := run(ctx, os.LookupEnv, os.Stdout, logs)
+	_ = logs.Close()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "webhook-relay:", err)
 		os.Exit(1)
 	}
 }
+
+// logFlushInterval is how late a log line may appear.
+const logFlushInterval = 200 * time.Millisecond
 
 // shutdownGrace bounds how long shutdown waits for requests in flight.
 const shutdownGrace = 5 * time.Second

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"io"
 	"net"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -52,6 +54,26 @@ func TestShutdownOnSIGTERMEndsStreamsCleanly(t *testing.T) {
 		}
 		if s.err != io.EOF {
 			t.Errorf("%s ended with %v, want a clean end (io.EOF)", name, s.err)
+		}
+	}
+
+	// The log is buffered: nothing of it may be lost on SIGTERM. Every line
+	// is whole JSON, and the last ones are there: the accepted POST, both
+	// streams' close, the shutdown.
+	count := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSuffix(p.errOut.String(), "\n"), "\n") {
+		var e struct {
+			Msg    string `json:"msg"`
+			Reason string `json:"reason"`
+		}
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line %q is not JSON: %v", line, err)
+		}
+		count[e.Msg+" "+e.Reason]++
+	}
+	for line, want := range map[string]int{"webhook request ": 1, "stream closed server shutdown": 2, "shutting down: ending open streams ": 1} {
+		if count[line] != want {
+			t.Errorf("log after SIGTERM has %d %q lines, want %d\n%s", count[line], line, want, p.errOut)
 		}
 	}
 }
