@@ -53,6 +53,8 @@ type Handler struct {
 	requestID func(*http.Request) string
 	secrets   [][sha256.Size]byte // digests of WEBHOOK_SECRET's entries
 	keys      *token.Keys         // sign stream tokens; nil when they are off
+	// logSession hashes session ids for the log (internal/logkey).
+	logSession *logkey.Hasher
 }
 
 // storeTimeout bounds one request's store work; the stream's hole logic
@@ -80,7 +82,7 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	if len(cfg.WebhookSecrets) == 0 && cfg.SigningSecret == nil {
 		opts.Logger.Warn("WEBHOOK_SECRET is not set: anyone who can reach POST /api/webhook can send messages")
 	}
-	h := &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, requestID: opts.RequestID}
+	h := &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, requestID: opts.RequestID, logSession: logkey.NewHasher(cfg.LogSessionKey)}
 	for _, s := range cfg.WebhookSecrets {
 		h.secrets = append(h.secrets, sha256.Sum256([]byte(s)))
 	}
@@ -143,7 +145,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if o.sessionID != "" {
 		// Not the id: while anyone who knows it may listen, it is a credential.
-		attrs = append(attrs, slog.String("session", logkey.Session(h.cfg.LogSessionKey, o.sessionID)))
+		attrs = append(attrs, slog.String("session", h.logSession.Session(o.sessionID)))
 	}
 	if o.err != nil {
 		attrs = append(attrs, slog.String("error", o.err.Error()))

@@ -10,6 +10,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
+	"hash"
+	"io"
+	"sync"
 )
 
 // Len is the number of hex characters Session returns: 48 bits, enough to
@@ -20,11 +23,31 @@ const Len = 12
 // Session returns the first Len hex characters of HMAC-SHA256(key,
 // sessionID), or "" for the empty session id (a broadcast, nothing to hide).
 // An empty key still hashes: the raw id never reaches a log.
-func Session(key, sessionID string) string {
+func Session(key, sessionID string) string { return NewHasher(key).Session(sessionID) }
+
+// Hasher is Session for one key, set up once: a handler hashes the session
+// of every request it logs. It is safe for concurrent use.
+type Hasher struct{ macs sync.Pool }
+
+// NewHasher returns the Hasher of key.
+func NewHasher(key string) *Hasher {
+	h := &Hasher{}
+	h.macs.New = func() any { return hmac.New(sha256.New, []byte(key)) }
+	return h
+}
+
+// Session is the package's Session with the Hasher's key.
+func (h *Hasher) Session(sessionID string) string {
 	if sessionID == "" {
 		return ""
 	}
-	mac := hmac.New(sha256.New, []byte(key))
-	mac.Write([]byte(sessionID))
-	return hex.EncodeToString(mac.Sum(nil))[:Len]
+	mac := h.macs.Get().(hash.Hash)
+	mac.Reset()
+	_, _ = io.WriteString(mac, sessionID)
+	var sum [sha256.Size]byte
+	b := mac.Sum(sum[:0])
+	h.macs.Put(mac)
+	var out [Len]byte
+	hex.Encode(out[:], b[:Len/2])
+	return string(out[:])
 }

@@ -75,6 +75,8 @@ type Handler struct {
 	live map[string]*liveStream // this instance's open streams, by connection id
 
 	hub *tail.Hub // one reading of each partition for all the streams here
+	// logSession hashes session ids for the log when tokens are off.
+	logSession *logkey.Hasher
 }
 
 // liveStream lets a close request end a stream of this instance at once.
@@ -107,6 +109,7 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	h.drainCtx, h.drain = context.WithCancel(context.Background())
 	h.live = make(map[string]*liveStream)
 	h.hub = tail.NewHub()
+	h.logSession = logkey.NewHasher(cfg.LogSessionKey)
 	return h
 }
 
@@ -172,7 +175,7 @@ func (h *Handler) sessionAttr(sessionID string) slog.Attr {
 	if h.keys != nil {
 		return slog.String("sessionId", sessionID)
 	}
-	return slog.String("session", logkey.Session(h.cfg.LogSessionKey, sessionID))
+	return slog.String("session", h.logSession.Session(sessionID))
 }
 
 // TokenCookie is the cookie a stream token may come in.
