@@ -26,6 +26,8 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
 	"github.com/webhook-relay/webhook-relay/internal/logbuf"
+	"github.com/webhook-relay/webhook-relay/internal/metrics"
+	"github.com/webhook-relay/webhook-relay/internal/metrics/promtext"
 	"github.com/webhook-relay/webhook-relay/internal/server"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
 	"github.com/webhook-relay/webhook-relay/internal/store/memstore"
@@ -95,9 +97,16 @@ func runWith(ctx context.Context, lookup func(string) (string, bool), stdout, st
 		st = memstore.New(store.Options{TTL: cfg.MessageTTL})
 	}
 
+	var rec metrics.Recorder = metrics.Nop{}
+	var metricsHandler http.Handler
+	if cfg.Metrics {
+		prom := promtext.New()
+		rec, metricsHandler = prom, prom.Handler()
+	}
 	relay := server.New(st, cfg, server.Options{
-		Ingest: ingest.Options{Logger: log},
-		Stream: stream.Options{Logger: log},
+		Ingest:  ingest.Options{Logger: log, Metrics: rec},
+		Stream:  stream.Options{Logger: log, Metrics: rec},
+		Metrics: metricsHandler,
 		// The page of the local adapter may get its own stream tokens; the
 		// handler serves loopback, same-origin requests only.
 		DevTokens:   true,

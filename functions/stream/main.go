@@ -4,15 +4,20 @@
 package main
 
 import (
+	"os"
+
 	"github.com/aws/aws-lambda-go/lambdaurl"
 
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/lambdaproxy"
+	"github.com/webhook-relay/webhook-relay/internal/metrics"
 	"github.com/webhook-relay/webhook-relay/internal/stream"
 )
 
 func main() {
 	cfg, st, log := lambdaproxy.Boot(config.Stream)
-	h := stream.New(st, cfg, stream.Options{Logger: log})
+	// Metrics ride in the stream's open and close log lines (EMF).
+	emf := metrics.EMF{Function: os.Getenv("AWS_LAMBDA_FUNCTION_NAME")}
+	h := stream.New(st, cfg, stream.Options{Logger: log, Metrics: emf})
 	lambdaurl.Start(lambdaproxy.Recover(h, log))
 }

@@ -3,15 +3,20 @@
 package main
 
 import (
+	"os"
+
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
 	"github.com/webhook-relay/webhook-relay/internal/lambdaproxy"
+	"github.com/webhook-relay/webhook-relay/internal/metrics"
 )
 
 func main() {
 	cfg, st, log := lambdaproxy.Boot(config.Webhook)
-	h := ingest.New(st, cfg, ingest.Options{Logger: log, RequestID: lambdaproxy.RequestID})
+	// Metrics ride in the request log lines (EMF): no agent, no API call.
+	emf := metrics.EMF{Function: os.Getenv("AWS_LAMBDA_FUNCTION_NAME")}
+	h := ingest.New(st, cfg, ingest.Options{Logger: log, RequestID: lambdaproxy.RequestID, Metrics: emf})
 	lambda.Start(lambdaproxy.APIGateway(lambdaproxy.Recover(h, log)))
 }

@@ -63,6 +63,7 @@ type Config struct {
 	MaxStreamsPerSession      int      // 0: no cap; applies with stream tokens on
 	PageStreamOrigins         []string // origins the chat page's ?stream= may name besides its own
 	Port                      int
+	Metrics                   bool // the local adapter serves GET /metrics
 	Host                      string
 }
 
@@ -159,6 +160,15 @@ func Variables() []Var {
 				return nil
 			}},
 		{"PORT", "3000", "Local adapter port.", Local, true, integer(func(c *Config) *int { return &c.Port }, 0, 65535)},
+		{"METRICS", "false", "Local adapter: serve the counters at `GET /metrics` (Prometheus text format). Off by default: they tell anyone who can reach the port how busy the relay is. On Lambda the same metrics go to CloudWatch as EMF log lines.", Local, true,
+			func(c *Config, v string) error {
+				b, err := strconv.ParseBool(v)
+				if err != nil {
+					return fmt.Errorf("want true or false")
+				}
+				c.Metrics = b
+				return nil
+			}},
 		{"HOST", "127.0.0.1", "Local adapter bind address.", Local, true,
 			func(c *Config, v string) error { c.Host = v; return nonEmpty(v) }},
 	}

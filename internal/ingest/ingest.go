@@ -20,6 +20,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
 	"github.com/webhook-relay/webhook-relay/internal/logkey"
 	"github.com/webhook-relay/webhook-relay/internal/message"
+	"github.com/webhook-relay/webhook-relay/internal/metrics"
 	"github.com/webhook-relay/webhook-relay/internal/store"
 	"github.com/webhook-relay/webhook-relay/internal/token"
 )
@@ -42,6 +43,8 @@ type Options struct {
 	// RequestID names a request in logs; default: a Lambda request id when
 	// the adapter put one in the context, else random.
 	RequestID func(*http.Request) string
+	// Metrics is told what each POST came to; default metrics.Nop.
+	Metrics metrics.Recorder
 }
 
 // Handler is the ingest http.Handler.
@@ -55,6 +58,7 @@ type Handler struct {
 	keys      *token.Keys         // sign stream tokens; nil when they are off
 	// logSession hashes session ids for the log (internal/logkey).
 	logSession *logkey.Hasher
+	metrics    metrics.Recorder
 }
 
 // storeTimeout bounds one request's store work; the stream's hole logic
@@ -72,6 +76,9 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	if opts.RequestID == nil {
 		opts.RequestID = randomID
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.Nop{}
+	}
 	// A Config built by hand may leave the bounds zero: config's defaults.
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = config.Defaults().MaxBodyBytes
@@ -82,7 +89,7 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	if len(cfg.WebhookSecrets) == 0 && cfg.SigningSecret == nil {
 		opts.Logger.Warn("WEBHOOK_SECRET is not set: anyone who can reach POST /api/webhook can send messages")
 	}
-	h := &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, requestID: opts.RequestID, logSession: logkey.NewHasher(cfg.LogSessionKey)}
+	h := &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, requestID: opts.RequestID, logSession: logkey.NewHasher(cfg.LogSessionKey), metrics: opts.Metrics}
 	for _, s := range cfg.WebhookSecrets {
 		h.secrets = append(h.secrets, sha256.Sum256([]byte(s)))
 	}
@@ -110,6 +117,7 @@ type outcome struct {
 	messageID string
 	sessionID string
 	replayed  bool
+	listeners *int // streams open for the target of an accepted POST
 	err       error
 }
 
@@ -149,6 +157,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if o.err != nil {
 		attrs = append(attrs, slog.String("error", o.err.Error()))
+	}
+	if r.Method == http.MethodPost && r.URL.Path == Path {
+		m := metrics.Webhook{Status: o.status, Listeners: -1,
+			StoreError: o.err != nil && o.status >= 500, Throttled: errors.Is(o.err, store.ErrThrottled)}
+		if o.listeners != nil {
+			m.Listeners = *o.listeners
+		}
+		attrs = append(attrs, h.metrics.Webhook(m)...)
 	}
 	level := slog.LevelInfo
 	switch {
@@ -277,7 +293,7 @@ func (h *Handler) post(w http.ResponseWriter, r *http.Request) outcome {
 	if res.Replayed {
 		result = "idempotent replay"
 	}
-	return outcome{status: http.StatusOK, result: result, messageID: res.Message.ID, sessionID: res.Message.SessionID, replayed: res.Replayed}
+	return outcome{status: http.StatusOK, result: result, messageID: res.Message.ID, sessionID: res.Message.SessionID, replayed: res.Replayed, listeners: listeners}
 }
 
 // secretMatches compares got with every entry of WEBHOOK_SECRET, each in

@@ -32,12 +32,19 @@ type Options struct {
 	// DevTokenTTL is the lifetime of those tokens; zero means
 	// chatpage.DefaultDevTokenTTL (10 minutes).
 	DevTokenTTL time.Duration
+	// Metrics, when set, is served at GET MetricsPath (the local adapter's
+	// METRICS=true); give the handlers the recorder behind it.
+	Metrics http.Handler
 }
+
+// MetricsPath is where Options.Metrics is served.
+const MetricsPath = "/metrics"
 
 // Server routes by exact path; everything else is a JSON 404.
 type Server struct {
 	page     http.Handler
 	devToken http.Handler // nil unless Options.DevTokens and tokens are on
+	metrics  http.Handler // nil unless Options.Metrics
 	ingest   *ingest.Handler
 	stream   *stream.Handler
 }
@@ -67,6 +74,7 @@ func New(st Store, cfg config.Config, opts Options) *Server {
 		panic("server: PAGE_STREAM_ORIGINS: " + err.Error()) // config has checked them
 	}
 	s.page = page
+	s.metrics = opts.Metrics
 	return s
 }
 
@@ -78,6 +86,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.stream.ServeHTTP(w, r)
 	case "/", "/index.html":
 		s.page.ServeHTTP(w, r)
+	case MetricsPath:
+		if s.metrics == nil {
+			jsonhttp.NotFound(w)
+			return
+		}
+		s.metrics.ServeHTTP(w, r)
 	case chatpage.DevTokenPath:
 		if s.devToken == nil {
 			jsonhttp.NotFound(w)

@@ -157,6 +157,27 @@ var (
 	ErrUnknownOutcome = errors.New("the store did not confirm the write; it may have been stored")
 )
 
+// ErrThrottled marks, besides ErrUnavailable, a fault that was the backing
+// service refusing for load (DynamoDB throttling): the operator's alarm,
+// not a bug nor an outage.
+var ErrThrottled = errors.New("store throttled")
+
+// Throttled wraps err so that errors.Is holds for both ErrThrottled and
+// ErrUnavailable.
+func Throttled(err error) error {
+	if err == nil || errors.Is(err, ErrThrottled) {
+		return err
+	}
+	return &unavailableError{&throttledError{err}}
+}
+
+type throttledError struct{ err error }
+
+func (e *throttledError) Error() string { return e.err.Error() }
+func (e *throttledError) Unwrap() []error {
+	return []error{e.err, ErrThrottled}
+}
+
 // Unavailable wraps err so that errors.Is(err, ErrUnavailable) holds, keeping
 // err's text and chain.
 func Unavailable(err error) error {

@@ -25,6 +25,7 @@ import (
 	"github.com/webhook-relay/webhook-relay/internal/jsonhttp"
 	"github.com/webhook-relay/webhook-relay/internal/logkey"
 	"github.com/webhook-relay/webhook-relay/internal/message"
+	"github.com/webhook-relay/webhook-relay/internal/metrics"
 	"github.com/webhook-relay/webhook-relay/internal/sse"
 	"github.com/webhook-relay/webhook-relay/internal/store"
 	"github.com/webhook-relay/webhook-relay/internal/tail"
@@ -54,6 +55,8 @@ type Options struct {
 	// reading is dropped once its socket buffers are full and this passes,
 	// blocking no other stream. Default 10s.
 	WriteTimeout time.Duration
+	// Metrics is told of each stream's open and end; default metrics.Nop.
+	Metrics metrics.Recorder
 }
 
 // Handler is the stream http.Handler.
@@ -77,6 +80,7 @@ type Handler struct {
 	hub *tail.Hub // one reading of each partition for all the streams here
 	// logSession hashes session ids for the log when tokens are off.
 	logSession *logkey.Hasher
+	metrics    metrics.Recorder
 }
 
 // liveStream lets a close request end a stream of this instance at once.
@@ -97,6 +101,9 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
+	if opts.Metrics == nil {
+		opts.Metrics = metrics.Nop{}
+	}
 	h := &Handler{st: st, cfg: cfg, log: opts.Logger, now: opts.Now, wto: opts.WriteTimeout, enc: newEncoder(4096)}
 	if len(cfg.StreamTokenSecrets) > 0 {
 		// config has checked the secrets' length; NewKeys cannot fail then.
@@ -110,6 +117,7 @@ func New(st Store, cfg config.Config, opts Options) *Handler {
 	h.live = make(map[string]*liveStream)
 	h.hub = tail.NewHub()
 	h.logSession = logkey.NewHasher(cfg.LogSessionKey)
+	h.metrics = opts.Metrics
 	return h
 }
 
@@ -302,12 +310,13 @@ func preflight(w http.ResponseWriter, allowed bool, methods, headers string) {
 // runs on a timer of its own, so that a store call caught in SDK retries
 // (throttling) never delays it.
 type conn struct {
-	wto      time.Duration
-	deadline time.Time
-	w        http.ResponseWriter
-	rc       *http.ResponseController
-	buf      []byte
-	events   int
+	wto       time.Duration
+	deadline  time.Time
+	w         http.ResponseWriter
+	rc        *http.ResponseController
+	buf       []byte
+	events    int
+	delivered int // webhook messages, replay included
 
 	mu     sync.Mutex
 	closed bool // the handler returned or is returning: no more writes
@@ -377,6 +386,7 @@ func (c *conn) deliver(enc *encoder, d tail.Delivery) {
 	b = append(b, enc.data(d.Message)...)
 	c.buf = append(b, '\n', '\n')
 	c.events++
+	c.delivered++
 }
 
 func newConnectionID() string {
@@ -435,6 +445,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 
 	log := h.log.With(slog.String("connectionId", id), h.sessionAttr(sessionID))
 	reason := "client gone"
+	var f *tail.Follower // set once open
 	defer func() {
 		switch {
 		case reason != "client gone":
@@ -445,9 +456,14 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 		case !time.Now().Before(end):
 			reason = "planned end"
 		}
-		log.LogAttrs(context.Background(), slog.LevelInfo, "stream closed",
-			slog.String("reason", reason), slog.Int("events", c.events),
-			slog.Float64("durationMs", float64(time.Since(start).Microseconds())/1000))
+		lived, holes := time.Since(start), 0
+		if f != nil {
+			holes = f.HolesClosed()
+		}
+		attrs := append([]slog.Attr{slog.String("reason", reason), slog.Int("events", c.events),
+			slog.Float64("durationMs", float64(lived.Microseconds())/1000)},
+			h.metrics.StreamEnded(metrics.StreamEnd{Reason: reason, Duration: lived, Delivered: c.delivered, Holes: holes})...)
+		log.LogAttrs(context.Background(), slog.LevelInfo, "stream closed", attrs...)
 	}()
 
 	// The heartbeat runs on a timer of its own from the start, through the
@@ -505,7 +521,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 		}
 	}()
 
-	f := h.open(ctx, log, c, id, sessionID, lastEventID)
+	f = h.open(ctx, log, c, id, sessionID, lastEventID)
 	if f == nil {
 		return
 	}
@@ -573,9 +589,9 @@ func (h *Handler) open(ctx context.Context, log *slog.Logger, c *conn, id, sessi
 				c.deliver(h.enc, d)
 			}
 			c.mu.Unlock()
-			log.LogAttrs(ctx, slog.LevelInfo, "stream opened", slog.String("cursor", cur),
+			log.LogAttrs(ctx, slog.LevelInfo, "stream opened", append([]slog.Attr{slog.String("cursor", cur),
 				slog.Bool("resumed", lastEventID != "" && why == ""), slog.String("reset", why),
-				slog.Int("replayed", len(replay)))
+				slog.Int("replayed", len(replay))}, h.metrics.StreamOpened()...)...)
 			return f
 		}
 		if ctx.Err() != nil {

@@ -98,7 +98,9 @@ func (fd *feed) since(ctx context.Context, p *follow) (entries []store.Entry, up
 	}
 	now := fd.opts.Now()
 	if !fd.current(now) {
+		holes := fd.p.holes
 		fd.read(ctx, now)
+		p.holes += fd.p.holes - holes // the reader's, as if alone
 	}
 	i := len(fd.win)
 	for i > 0 && fd.win[i-1].Seq > p.pos {

@@ -142,6 +142,7 @@ type follow struct {
 	// the last poll was served by it, so changed and wakeAt are the feed's.
 	feed    *feed
 	viaFeed bool
+	holes   int // tombstones written by this follow's reads
 }
 
 // Wake tells a stream when to poll again: when either channel is closed, or
@@ -461,6 +462,16 @@ func cmpSeq(a, b uint64) int {
 
 func deliverable(e store.Entry) bool { return !e.Tombstone && !e.Expired && e.CloseStream == "" }
 
+// HolesClosed is how many missing numbers this follower's reads closed with
+// a tombstone (reads it made for its hub's other followers included).
+func (f *Follower) HolesClosed() int {
+	n := 0
+	for _, p := range f.parts {
+		n += p.holes
+	}
+	return n
+}
+
 // Closed reports whether a Poll passed a close signal for this stream
 // (store.Entry.CloseStream): the stream should end.
 func (f *Follower) Closed() bool { return f.closed }
@@ -609,6 +620,9 @@ func (f *reader) advance(ctx context.Context, p *follow, take func(store.Entry))
 			}
 			if closed.Seq < p.pos+1 {
 				closed.Seq = p.pos + 1
+			}
+			if closed.Tombstone {
+				p.holes++
 			}
 			step(closed)
 		}

@@ -743,7 +743,15 @@ func wrap(err error, format string, args ...any) error {
 		switch api.ErrorCode() {
 		case "ResourceNotFoundException", "ValidationException", "AccessDeniedException", "UnrecognizedClientException":
 			return err
+		case "ThrottlingException", "ProvisionedThroughputExceededException", "RequestLimitExceeded":
+			return store.Throttled(err)
 		}
+	}
+	var canceled *types.TransactionCanceledException
+	if errors.As(err, &canceled) && slices.ContainsFunc(canceled.CancellationReasons, func(r types.CancellationReason) bool {
+		return aws.ToString(r.Code) == "ThrottlingError" || aws.ToString(r.Code) == "ProvisionedThroughputExceeded"
+	}) {
+		return store.Throttled(err)
 	}
 	return store.Unavailable(err)
 }

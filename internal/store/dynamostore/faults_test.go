@@ -3,6 +3,7 @@ package dynamostore_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,6 +89,10 @@ func TestAppendTellsTheTruthUnderFaults(t *testing.T) {
 			case notStored:
 				if !errors.Is(err, store.ErrUnavailable) || errors.Is(err, store.ErrUnknownOutcome) {
 					t.Fatalf("Append error = %v; want ErrUnavailable (503: nothing stored)", err)
+				}
+				// Throttling is told apart, for the operator's metric.
+				if throttled := strings.Contains(tt.name, "throttl"); errors.Is(err, store.ErrThrottled) != throttled {
+					t.Fatalf("Append error = %v; ErrThrottled %v, want %v", err, !throttled, throttled)
 				}
 			case maybeStored:
 				if !errors.Is(err, store.ErrUnknownOutcome) {
