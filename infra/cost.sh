@@ -98,10 +98,13 @@ start_proxy webhook
 webhook_proxy="$PROXY_URL"
 log "DynamoDB Local at $ddb; the stream function counted through $stream_proxy, the webhook function through $webhook_proxy"
 
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n "$(git status --porcelain 2>/dev/null)" ]]; then
+	commit+=" (with uncommitted changes)"
+fi
 args=(-stream "$BIN/stream/bootstrap" -webhook "$BIN/webhook/bootstrap"
 	-ddb "$ddb" -stream-proxy "$stream_proxy" -webhook-proxy "$webhook_proxy"
-	-modes "$MODES" -results "$RES"
-	-commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$([[ -n "$(git status --porcelain 2>/dev/null)" ]] && echo ' (with uncommitted changes)')")
+	-modes "$MODES" -results "$RES" -commit "$commit")
 if [[ "$SMOKE" == 1 ]]; then
 	args+=(-smoke)
 elif [[ -n "$OUT" ]]; then

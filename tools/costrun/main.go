@@ -71,7 +71,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	modes := fs.String("modes", "before,after", "modes to run, comma-separated: before, after")
 	fs.IntVar(&s.Windows, "windows", 40, "chat windows")
 	fs.IntVar(&s.Compression, "compress", 30, "time compression `factor`: every duration of the script and of the stream's configuration is divided by it")
-	fs.DurationVar(&s.Poll, "poll", 200*time.Millisecond, "POLL_INTERVAL of the stream function, wall time")
+	fs.DurationVar(&s.Poll, "poll", 100*time.Millisecond, "POLL_INTERVAL of the stream function, wall time")
 	fs.Float64Var(&s.Rate, "rate", 3, "webhooks per window-minute (emulated) to each window's session")
 	fs.DurationVar(&s.Spread, "spread", 10*time.Minute, "windows open at random times within this (emulated)")
 	fs.Uint64Var(&s.Seed, "seed", 1, "seed of the script")

@@ -82,10 +82,15 @@ func (s Settings) retryWall() time.Duration {
 // the template gives it, compressed.
 func (s Settings) lambdaTimeout() time.Duration { return s.wall(lambdaemu.DefaultTimeout) }
 
+// webhookSecret is the run's WEBHOOK_SECRET: senders authenticate as in
+// production.
+const webhookSecret = "costrun-webhook-secret"
+
 // webhookEnv lifts the rate limits out of the way (every sender is
 // 127.0.0.1) while the counters are still written, as in production.
 func webhookEnv() []string {
-	return []string{"RATE_LIMIT_PER_MINUTE=100000000", "SESSION_RATE_LIMIT_PER_MINUTE=100000000"}
+	return []string{"WEBHOOK_SECRET=" + webhookSecret,
+		"RATE_LIMIT_PER_MINUTE=100000000", "SESSION_RATE_LIMIT_PER_MINUTE=100000000"}
 }
 
 // plan is one window's script, in wall time from the start of the run.

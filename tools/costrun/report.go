@@ -129,7 +129,7 @@ func pct(x float64) string { return fmt.Sprintf("%.1f%%", 100*x) }
 func money(x float64) string { return fmt.Sprintf("%.2f", x) }
 
 func perHour(f *figures, n int) string {
-	if f.VisibleMinutes == 0 {
+	if f.VisibleMinutes == 0 || n == 0 {
 		return "-"
 	}
 	return fmt.Sprintf("%.1f", float64(n)/(f.VisibleMinutes/60))

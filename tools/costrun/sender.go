@@ -63,6 +63,7 @@ func (pg *page) post(ctx context.Context, session, text string) (string, error) 
 		req, _ := http.NewRequestWithContext(rctx, http.MethodPost, pg.base+"/api/webhook", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", hex.EncodeToString(key[:]))
+		req.Header.Set("X-Webhook-Secret", webhookSecret)
 		resp, err := pg.posts.Do(req)
 		if err != nil {
 			cancel()
