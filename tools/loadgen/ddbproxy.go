@@ -86,13 +86,15 @@ func (w *countingWriter) Flush() {
 func ceilDiv(a, b int64) int64 { return (a + b - 1) / b }
 
 // itemKind tells the relay's per-stream and per-sender items apart from its
-// messages by their partition key (docs/design.md, "Data model"): connection leases
-// (pk "conn") and rate-limit counters (pk "count#..." in the DynamoDB
-// store; "rate#..." in docs/design.md). Queries and reads of
-// message partitions get no suffix.
+// messages by their partition key (docs/design.md, "Data model"): connection
+// leases (pk "conn#<shard>", "connip#<ip>", "connsess#<id>"; "conn" in older
+// tables) and rate-limit counters (pk "count#..." in the DynamoDB store;
+// "rate#..." in docs/design.md). The key is matched as an item's or a key's
+// "pk" and as a Query's ":pk" value. Queries and reads of message partitions
+// get no suffix.
 func itemKind(body []byte) string {
 	switch {
-	case bytes.Contains(body, []byte(`"pk":{"S":"conn"}`)):
+	case bytes.Contains(body, []byte(`pk":{"S":"conn`)):
 		return "(lease)"
 	case bytes.Contains(body, []byte(`"pk":{"S":"count#`)), bytes.Contains(body, []byte(`"pk":{"S":"rate#`)):
 		return "(rate)"

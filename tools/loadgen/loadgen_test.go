@@ -270,6 +270,22 @@ func TestCountingProxy(t *testing.T) {
 	}
 }
 
+func TestItemKind(t *testing.T) {
+	for _, tc := range []struct{ body, want string }{
+		{`{"Item":{"pk":{"S":"conn#3"},"sk":{"S":"0a1b"}}}`, "(lease)"},
+		{`{"Item":{"pk":{"S":"conn"},"sk":{"S":"0a1b"}}}`, "(lease)"},
+		{`{"Key":{"pk":{"S":"connip#127.0.0.1"},"sk":{"S":"0a1b"}}}`, "(lease)"},
+		{`{"ExpressionAttributeValues":{":now":{"N":"1"},":pk":{"S":"connsess#abc"}},"Select":"COUNT"}`, "(lease)"},
+		{`{"Key":{"pk":{"S":"count#ip#127.0.0.1#29000"},"sk":{"S":"count"}}}`, "(rate)"},
+		{`{"ExpressionAttributeValues":{":pk":{"S":"session#conn-1"}}}`, ""},
+		{`{"ExpressionAttributeValues":{":pk":{"S":"broadcast"}}}`, ""},
+	} {
+		if got := itemKind([]byte(tc.body)); got != tc.want {
+			t.Errorf("itemKind(%s) = %q, want %q", tc.body, got, tc.want)
+		}
+	}
+}
+
 func TestReport(t *testing.T) {
 	dir := t.TempDir()
 	mk := func(kind string, msgs, p99, bytes float64, lost int64) *result {
