@@ -236,7 +236,7 @@ func TestRender(t *testing.T) {
 		Settings: Settings{Windows: 40, Compression: 30, Poll: 100 * time.Millisecond, Rate: 3, Spread: 10 * time.Minute}}
 	out := render(info, before, nil, map[string]float64{"GetItem": 1}, 1, 7)
 	for _, want := range []string{
-		"| **billed Lambda s per visible window-s** | **4.38** | not measured |",
+		"| **billed Lambda s per visible window-s** (the target after: at most 1.2) | **4.38** | not measured |",
 		"| share of the billed time that served nobody | 75.8% | not measured |",
 		"| stream invocations per visible window-hour | 20.0 | not measured |",
 		"| **$ per 1000 visible window-hours** | **30.78** | not measured |",
