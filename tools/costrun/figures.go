@@ -45,12 +45,12 @@ func diffOps(a, b map[string]opTotals) map[string]opTotals {
 
 // modeResult is everything one mode's run recorded: the input of figures.
 type modeResult struct {
-	Mode     string        `json:"mode"`
-	Settings Settings      `json:"settings"`
-	Commit   string        `json:"commit,omitempty"`
-	Started  time.Time     `json:"started"`
-	Wall     time.Duration `json:"wall"`
-	Windows  []windowResult
+	Mode     string         `json:"mode"`
+	Settings Settings       `json:"settings"`
+	Commit   string         `json:"commit,omitempty"`
+	Started  time.Time      `json:"started"`
+	Wall     time.Duration  `json:"wall"`
+	Windows  []windowResult `json:"windows"`
 	// The stream function's invocations: streams, and (after) the close
 	// beacons, which run as invocations of the same function; kept apart
 	// by a second emulator of the same binary.

@@ -288,9 +288,11 @@ func runMode(ctx context.Context, o options, mode string) (*modeResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	closes, err := start("StreamFunction", o.stream, streamEnv, s.lambdaTimeout(), 16)
-	if err != nil {
-		return nil, err
+	var closes *lambdaemu.Emulator
+	if mode == modeAfter {
+		if closes, err = start("StreamFunction", o.stream, streamEnv, s.lambdaTimeout(), 16); err != nil {
+			return nil, err
+		}
 	}
 	webhooks, err := start("WebhookFunction", o.webhook, functionEnv(o.webhookProxy, table, webhookEnv()...), 30*time.Second, 16)
 	if err != nil {
@@ -299,7 +301,9 @@ func runMode(ctx context.Context, o options, mode string) (*modeResult, error) {
 
 	mux := http.NewServeMux()
 	mux.Handle("/api/webhook/stream", streams.FunctionURLHandler())
-	mux.Handle("/api/webhook/stream/close", closes.FunctionURLHandler())
+	if closes != nil {
+		mux.Handle("/api/webhook/stream/close", closes.FunctionURLHandler())
+	}
 	mux.Handle("/api/webhook", webhooks.APIGatewayV2Handler())
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -388,7 +392,10 @@ wait:
 	for _, w := range windows {
 		r.Windows = append(r.Windows, w.result())
 	}
-	r.Streams, r.Closes = streams.Invocations(), closes.Invocations()
+	r.Streams = streams.Invocations()
+	if closes != nil {
+		r.Closes = closes.Invocations()
+	}
 	r.Webhooks = len(webhooks.Invocations())
 	r.StreamDDB, r.WebhookDDB = diffOps(streamA, streamB), diffOps(webhookA, webhookB)
 	r.Wall = time.Since(r.Started)

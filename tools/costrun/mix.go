@@ -11,7 +11,8 @@ import (
 )
 
 // hideGrace is how long the chat page lets a hidden window keep its stream
-// before it closes it (the page's default).
+// before it closes it: the page's default (HIDE_GRACE_MS, which
+// data-hide-grace-ms overrides).
 const hideGrace = 60 * time.Second
 
 // phase is a stretch of a window's life in which it is visible or hidden.

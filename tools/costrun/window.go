@@ -219,25 +219,23 @@ func (w *window) run(ctx context.Context) {
 	}
 }
 
-// leave drops a stream: the window cuts its TCP connection, and with
-// beacon sends the close beacon for it, as the page does on pagehide or
-// after the grace (navigator.sendBeacon: it does not wait for the answer).
+// leave drops a stream: with beacon it sends the close beacon for it, as
+// the chat page does on pagehide or after the grace (navigator.sendBeacon:
+// first, and without waiting for the answer), then it cuts the TCP
+// connection. A stream that has not said its connectionId yet cannot be
+// named: it runs on to its planned end, as it would for the page.
 func (w *window) leave(c *conn, beacon bool) {
-	id := c.connectionID()
+	if id := c.connectionID(); beacon && id != "" {
+		w.beacons.Go(func() { w.beacon(id) })
+	} else if beacon {
+		w.mu.Lock()
+		w.res.ClosesWithoutID++
+		w.mu.Unlock()
+	}
 	c.dropped.Store(true)
 	c.cancel()
 	<-c.done
 	w.record(c)
-	if !beacon {
-		return
-	}
-	if id == "" {
-		w.mu.Lock()
-		w.res.ClosesWithoutID++
-		w.mu.Unlock()
-		return
-	}
-	w.beacons.Go(func() { w.beacon(id) })
 }
 
 func (w *window) record(c *conn) {
