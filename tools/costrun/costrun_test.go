@@ -94,8 +94,8 @@ func TestCompute(t *testing.T) {
 			Closes:          []closeRec{{Status: 204}, {Status: 404}},
 		}},
 		Streams: []lambdaemu.Invocation{
-			{Billed: 90 * time.Second, Init: time.Second},
-			{Billed: 30 * time.Second, ClientGone: true, ClientGoneAt: at(100), End: at(120)},
+			{Duration: 90 * time.Second, Billed: 90 * time.Second, Init: time.Second},
+			{Duration: 30 * time.Second, Billed: 30 * time.Second, ClientGone: true, ClientGoneAt: at(100), End: at(120)},
 		},
 		Closes: []lambdaemu.Invocation{{Billed: 100 * time.Millisecond}},
 		StreamDDB: map[string]opTotals{
@@ -118,11 +118,13 @@ func TestCompute(t *testing.T) {
 		{"lease puts per minute", f.DDB["PutItem(lease)"], 2},
 		{"RRU", f.RRU, 20},
 		{"WRU", f.WRU, 2},
-		{"RRU at 1s (polling x2)", f.RRUAt1s, 40},
+		// 120 s of stream time = 1200 emulated s, 2 partitions, 1 RRU a Query.
+		{"RRU at 1s", f.RRUAt1s, 2400.0 / 10},
+		{"polled of nominal", f.Polled, 200 / (120 * 2 / 0.2)},
 		{"$ Lambda duration", f.Dollars.LambdaDuration, total / 60 * 3600 * 1000 * 0.125 * 0.0000133334},
 		{"$ Lambda requests", f.Dollars.LambdaRequests, 3 / (10.0 / 60) * 1000 * 0.2 / 1e6},
 		{"$ DynamoDB", f.Dollars.DynamoDB, (20*0.125/1e6 + 2*0.625/1e6) * 60 * 1000},
-		{"$ DynamoDB at 1s", f.Dollars.DynamoDBAt1s, 0.375},
+		{"$ DynamoDB at 1s", f.Dollars.DynamoDBAt1s, (240*0.125/1e6 + 2*0.625/1e6) * 60 * 1000},
 	} {
 		if !near(c.got, c.want) {
 			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
@@ -243,6 +245,7 @@ func TestRender(t *testing.T) {
 		"| webhooks accepted / lost / duplicated | 2140 / 0 / 0 | not measured |",
 		"| `Query` | 84.16 | not measured |",
 		"POLL_INTERVAL 100ms wall, i.e. 3s emulated",
+		"one Query per followed partition per second of stream time",
 		"MAX_STREAM_DURATION 14m0s (run: 28s)",
 		"16 visit (visible 2 min, then closed)",
 		"7.0 WRU + 1.0 RRU",

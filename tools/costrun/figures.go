@@ -50,6 +50,7 @@ type modeResult struct {
 	Commit   string         `json:"commit,omitempty"`
 	Started  time.Time      `json:"started"`
 	Wall     time.Duration  `json:"wall"`
+	LoadAvg  string         `json:"loadAvg"` // the machine's 1-minute load average as the mode ended
 	Windows  []windowResult `json:"windows"`
 	// The stream function's invocations: streams, and (after) the close
 	// beacons, which run as invocations of the same function; kept apart
@@ -80,9 +81,14 @@ type figures struct {
 	// by operation, and the capacity units.
 	DDB      map[string]float64
 	RRU, WRU float64
-	// RRUAt1s is RRU with the polling reads at POLL_INTERVAL 1s: the
-	// message-partition Queries scaled by the emulated poll interval.
+	// RRUAt1s is RRU with the polling reads at POLL_INTERVAL 1s: one Query
+	// per followed partition per second of stream time, at the RRU per
+	// Query measured, in place of the Queries counted.
 	RRUAt1s float64
+	// Polled is the Queries counted over the nominal number (one per
+	// partition per POLL_INTERVAL of stream time): below 1 when DynamoDB
+	// Local lagged, a little above from the Queries of the opens.
+	Polled float64
 
 	Sent, Lost, Duplicated, Unexpected, Misrouted, Resets, SendFailed int
 	Beacons, BeaconsNot204, ClosesWithoutID                           int
@@ -155,11 +161,14 @@ func billed(recs []lambdaemu.Invocation) time.Duration {
 	return d
 }
 
-// isPolling tells the operations whose count follows POLL_INTERVAL: the
-// Queries of message partitions (the proxy marks lease and rate-limit
-// items with a suffix). Opening a stream makes a few of them too, so
-// scaling them all errs slightly high.
-func isPolling(op string) bool { return op == "Query" }
+// pollOp is the operation whose count follows POLL_INTERVAL: the Query of
+// a message partition (the proxy marks lease and rate-limit items with a
+// suffix). Opening a stream makes a few of them too.
+const pollOp = "Query"
+
+// partitionsPerStream is what every window of the run follows: its
+// session's partition and broadcast, one Query each per poll.
+const partitionsPerStream = 2
 
 // compute turns a mode's records into its figures.
 func compute(r modeResult) figures {
@@ -213,17 +222,24 @@ func compute(r modeResult) figures {
 	// mix would make in a minute it is looked at.
 	visibleEmu := s.emulated(visible)
 	f.VisibleMinutes = visibleEmu.Minutes()
-	pollScale := s.emulated(s.Poll).Seconds() // emulated poll interval / 1s
+	var streamTime time.Duration
+	for _, rec := range r.Streams {
+		streamTime += rec.Duration
+	}
+	polls := r.StreamDDB[pollOp]
+	if nominal := streamTime.Seconds() * partitionsPerStream / s.Poll.Seconds(); nominal > 0 {
+		f.Polled = float64(polls.Requests) / nominal
+	}
 	if f.VisibleMinutes > 0 {
 		for op, v := range r.StreamDDB {
 			f.DDB[op] = float64(v.Requests) / f.VisibleMinutes
 			f.RRU += v.RRU / f.VisibleMinutes
 			f.WRU += v.WRU / f.VisibleMinutes
-			rru := v.RRU / f.VisibleMinutes
-			if isPolling(op) {
-				rru *= pollScale
-			}
-			f.RRUAt1s += rru
+		}
+		f.RRUAt1s = f.RRU - polls.RRU/f.VisibleMinutes
+		if polls.Requests > 0 {
+			perQuery := polls.RRU / float64(polls.Requests)
+			f.RRUAt1s += s.emulated(streamTime).Seconds() * partitionsPerStream * perQuery / f.VisibleMinutes
 		}
 		hours := visibleEmu.Hours()
 		f.Dollars = dollars{

@@ -176,13 +176,13 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		info.Settings, info.Commit = r.Settings, r.Commit
 		info.When = r.Started
 		info.Wall += r.Wall
+		info.LoadAvg = strings.TrimPrefix(info.LoadAvg+" / "+r.LoadAvg, " / ")
 		ingestOps, ingestRRU, ingestWRU = ingest(*r)
 	}
 	if !*reportOnly {
 		info.Wall = time.Since(started)
 	}
 	info.CPUs = runtime.NumCPU()
-	info.LoadAvg = loadAvg()
 	report := render(info, figs[0], figs[1], ingestOps, ingestRRU, ingestWRU)
 	fmt.Fprint(stdout, report)
 	if *doc != "" {
@@ -399,6 +399,7 @@ wait:
 	r.Webhooks = len(webhooks.Invocations())
 	r.StreamDDB, r.WebhookDDB = diffOps(streamA, streamB), diffOps(webhookA, webhookB)
 	r.Wall = time.Since(r.Started)
+	r.LoadAvg = loadAvg()
 	f := compute(*r)
 	logf("done in %v: billed %.2f s per visible s, %.1f%% served nobody, %d webhooks, lost %d, duplicated %d",
 		r.Wall.Round(time.Second), f.BilledPerVisible, 100*f.Unserved, f.Sent, f.Lost, f.Duplicated)

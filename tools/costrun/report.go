@@ -39,7 +39,7 @@ func render(info runInfo, before, after *figures, ingestOps map[string]float64, 
 	var b strings.Builder
 	cols := []column{{"before: close and pause off", before}, {"after: close beacon, pause when hidden", after}}
 	s := info.Settings
-	fmt.Fprintf(&b, "Measured by `make cost` on %s (commit %s): %d windows, time compressed %dx, %s wall time on %d CPUs (load average %s).\n\n",
+	fmt.Fprintf(&b, "Measured by `make cost` on %s (commit %s): %d windows, time compressed %dx, %s wall time on %d CPUs (load average %s as each mode ended; the machine is shared).\n\n",
 		info.When.UTC().Format("2006-01-02"), info.Commit, s.Windows, s.Compression, info.Wall.Round(time.Second), info.CPUs, info.LoadAvg)
 
 	row := func(label string, cell func(f *figures) string) {
@@ -62,6 +62,7 @@ func render(info runInfo, before, after *figures, ingestOps map[string]float64, 
 	row("close invocations per visible window-hour", func(f *figures) string { return perHour(f, f.CloseInvocations) })
 	row("DynamoDB RRU / WRU per visible window-minute, as measured", func(f *figures) string { return fmt.Sprintf("%.1f / %.1f", f.RRU, f.WRU) })
 	row("DynamoDB RRU per visible window-minute at POLL_INTERVAL 1s", func(f *figures) string { return fmt.Sprintf("%.1f", f.RRUAt1s) })
+	row("message-partition Queries counted, of one per partition per POLL_INTERVAL of stream time", func(f *figures) string { return pct(f.Polled) })
 	row("$ per 1000 visible window-hours: Lambda duration", func(f *figures) string { return money(f.Dollars.LambdaDuration) })
 	row("$: Lambda requests", func(f *figures) string { return money(f.Dollars.LambdaRequests) })
 	row("$: DynamoDB at POLL_INTERVAL 1s", func(f *figures) string { return money(f.Dollars.DynamoDBAt1s) })
@@ -102,13 +103,13 @@ func render(info runInfo, before, after *figures, ingestOps map[string]float64, 
 	fmt.Fprintf(&b, "\nHow it ran. The real stream and webhook bootstraps under `tools/lambdaemu` (billed duration per invocation as Lambda rounds it), on an in-memory DynamoDB Local, each function through a counting proxy of `tools/loadgen`. "+
 		"Time is compressed %dx: every duration below is divided by %d for the run, and the figures are per emulated (real-life) minute and hour. "+
 		"MAX_STREAM_DURATION %v (run: %v), HEARTBEAT_INTERVAL %v (%v), STREAM_DEADLINE_MARGIN %v (%v), RETRY_MS %d (%d), the function timeout %v (%v), the page's hide grace %v (%v). "+
-		"POLL_INTERVAL %v wall, i.e. %v emulated rather than the default %v: compressed fully it would be %v, and that many streams polling two partitions each would ask more of DynamoDB Local than it serves on this machine; the \"at POLL_INTERVAL 1s\" figures scale the message-partition Queries by %g (slightly high: a stream's open makes a few of them too). "+
+		"POLL_INTERVAL %v wall, i.e. %v emulated rather than the default %v: compressed fully it would be %v, and that many streams polling two partitions each would ask more of DynamoDB Local than it serves on this machine; the \"at POLL_INTERVAL 1s\" figures put one Query per followed partition per second of stream time, at the RRU per Query measured, in place of the Queries counted (which fall short of the nominal when DynamoDB Local lags behind its load). "+
 		"HOLE_TIMEOUT, REPLAY_COUNT and MESSAGE_TTL at their defaults; MAX_STREAMS_PER_IP raised but on (every window is 127.0.0.1), so its lease items are written as with the default cap.\n\n",
 		s.Compression, s.Compression,
 		d.MaxStreamDuration, s.wall(d.MaxStreamDuration), d.HeartbeatInterval, s.wall(d.HeartbeatInterval),
 		d.StreamDeadlineMargin, s.wall(d.StreamDeadlineMargin), d.RetryMS, s.retryWall().Milliseconds(),
 		time.Duration(15*time.Minute), s.lambdaTimeout(), hideGrace, s.wall(hideGrace),
-		s.Poll, s.emulated(s.Poll), d.PollInterval, s.wall(d.PollInterval), s.emulated(s.Poll).Seconds())
+		s.Poll, s.emulated(s.Poll), d.PollInterval, s.wall(d.PollInterval))
 	var mixParts []string
 	n := counts(s.Windows, mix)
 	for i, c := range mix {
