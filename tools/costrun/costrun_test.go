@@ -88,7 +88,7 @@ func TestCompute(t *testing.T) {
 			Class:           "background",
 			Visible:         []span{{at(0), at(60)}},
 			HiddenPastGrace: []span{{at(70), at(100)}},
-			Conns:           []connRec{{Start: at(0), End: at(90)}, {Start: at(95), End: at(100)}},
+			Conns:           []connRec{{Start: at(0), End: at(90), Ended: "planned"}, {Start: at(95), End: at(100), Ended: "error"}},
 			Sent:            []string{"a", "b", "c"},
 			Received:        map[string]int{"a": 1, "b": 2},
 			Closes:          []closeRec{{Status: 204}, {Status: 404}},
@@ -134,8 +134,8 @@ func TestCompute(t *testing.T) {
 		t.Errorf("lost %d dup %d sent %d beacons %d (not 204: %d) cold starts %d; want 1 1 3 2 1 1",
 			f.Lost, f.Duplicated, f.Sent, f.Beacons, f.BeaconsNot204, f.ColdStarts)
 	}
-	if got := checks(&f); len(got) != 3 {
-		t.Errorf("checks = %q, want the lost and the duplicated message and the 404 beacon", got)
+	if got := checks(&f); len(got) != 4 {
+		t.Errorf("checks = %q, want the lost and the duplicated message, the 404 beacon and the failed stream", got)
 	}
 	// One dollar figure known from docs/cost.md: a window whose stream runs
 	// exactly while it is visible costs $6.00 of duration per 1000 hours.

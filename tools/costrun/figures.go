@@ -92,6 +92,7 @@ type figures struct {
 
 	Sent, Lost, Duplicated, Unexpected, Misrouted, Resets, SendFailed int
 	Beacons, BeaconsNot204, ClosesWithoutID                           int
+	StreamErrors                                                      int // stream requests that failed (not a planned end, not dropped)
 
 	Dollars dollars // per 1000 visible window-hours
 }
@@ -181,6 +182,9 @@ func compute(r modeResult) figures {
 			visible += v.To.Sub(v.From)
 		}
 		for _, c := range w.Conns {
+			if c.Ended == "error" {
+				f.StreamErrors++
+			}
 			for _, h := range w.HiddenPastGrace {
 				hiddenConnected += overlap(span{c.Start, c.End}, h)
 			}

@@ -233,7 +233,7 @@ func checks(fs ...*figures) []string {
 		}{
 			{"messages lost", f.Lost}, {"messages duplicated", f.Duplicated}, {"unexpected messages", f.Unexpected},
 			{"misrouted messages", f.Misrouted}, {"resets", f.Resets}, {"webhooks not accepted", f.SendFailed},
-			{"close beacons not answered 204", f.BeaconsNot204},
+			{"close beacons not answered 204", f.BeaconsNot204}, {"stream requests failed", f.StreamErrors},
 		} {
 			if c.n != 0 {
 				out = append(out, fmt.Sprintf("%s: %d %s", f.Mode, c.n, c.what))

@@ -60,6 +60,7 @@ func render(info runInfo, before, after *figures, ingestOps map[string]float64, 
 	row(fmt.Sprintf("of it: streams of windows hidden longer than the %v grace", hideGrace), func(f *figures) string { return pct(f.HiddenConnected) })
 	row("stream invocations per visible window-hour", func(f *figures) string { return perHour(f, f.StreamInvocations) })
 	row("close invocations per visible window-hour", func(f *figures) string { return perHour(f, f.CloseInvocations) })
+	row("cold starts (their init is not in the billed time)", func(f *figures) string { return fmt.Sprint(f.ColdStarts) })
 	row("DynamoDB RRU / WRU per visible window-minute, as measured", func(f *figures) string { return fmt.Sprintf("%.1f / %.1f", f.RRU, f.WRU) })
 	row("DynamoDB RRU per visible window-minute at POLL_INTERVAL 1s", func(f *figures) string { return fmt.Sprintf("%.1f", f.RRUAt1s) })
 	row("message-partition Queries counted, of one per partition per POLL_INTERVAL of stream time", func(f *figures) string { return pct(f.Polled) })
