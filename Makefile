@@ -19,7 +19,7 @@ help:
 	@echo 'make bench                 T1-T5 vs the floor -> docs/benchmarks.md (~9 min; BENCH_QUICK=1 for a quick pass)'
 	@echo 'make soak                  1000 streams, 100 msg/s, 10 min, random resumes (SOAK_DURATION=1m: smoke)'
 	@echo 'make reliability           lost/duplicated/misrouted/503-but-delivered/500s under soak, AWS faults, memory -> docs/reliability.md (~13 min)'
-	@echo 'make cost                  billed Lambda s and DynamoDB requests per visible chat window, before/after close and pause -> docs/cost.md (~5 min; COST_SMOKE=1: smoke)'
+	@echo 'make cost                  billed Lambda s and DynamoDB requests per visible chat window, before/after close and pause -> docs/cost.md (~3.5 min; COST_SMOKE=1: smoke)'
 	@echo 'make screenshots           refresh docs/chat-{light,dark}.png from the browser test'
 	@echo 'make fmt-check             gofmt -l must list nothing'
 	@echo 'make dynamodb-local-start  start DynamoDB Local (prints its endpoint)'

@@ -7,8 +7,8 @@
 # before/after table into docs/cost.md. Everything runs on 127.0.0.1; every server
 # started here is stopped by its pid when the script ends, also on failure or Ctrl-C.
 #
-#   infra/cost.sh                      # both modes, about 5 minutes; updates docs/cost.md
-#   COST_SMOKE=1 infra/cost.sh         # a quick check of the harness (about 1.5 minutes), no docs
+#   infra/cost.sh                      # both modes, about 3.5 minutes on 2 CPUs; updates docs/cost.md
+#   COST_SMOKE=1 infra/cost.sh         # a quick check of the harness (under a minute), no docs
 #   COST_MODES=before infra/cost.sh    # one mode only
 #
 # Environment (defaults in brackets):
