@@ -7,8 +7,13 @@ package main
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -144,6 +149,96 @@ document.dispatchEvent(new Event("visibilitychange"));`)
 		return ok
 	})
 	waitFor(t, 5*time.Second, "activeConnections 0 after leaving", func() bool { return activeConnections(t, srv.Base) == 0 })
+	if errs := console.list(); len(errs) != 0 {
+		t.Errorf("console errors:\n  %s", strings.Join(errs, "\n  "))
+	}
+}
+
+// TestREADMEPageSnippet runs the README's snippet for pages of one's own in
+// chromium, as printed but for the stream's URL and a shorter hide grace:
+// hidden past the grace it closes its stream with the beacon, shown again
+// it catches up exactly, and on pagehide it sends the beacon.
+func TestREADMEPageSnippet(t *testing.T) {
+	t.Parallel()
+	raw, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snippet string
+	for _, m := range regexp.MustCompile("(?ms)^```js\n(.*?)^```$").FindAllStringSubmatch(string(raw), -1) {
+		if strings.Contains(m[1], "sendBeacon") {
+			snippet = m[1]
+		}
+	}
+	if snippet == "" || !strings.Contains(snippet, "setTimeout(leave, 60000)") || !strings.Contains(snippet, `"https://<stream-host>/api/webhook/stream"`) {
+		t.Fatalf("README.md has no page snippet with the stream URL placeholder and a 60000 ms grace:\n%s", snippet)
+	}
+	// The page is on an origin of its own, as a page of one's own is.
+	var page atomic.Value
+	pageSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, page.Load().(string))
+	}))
+	t.Cleanup(pageSrv.Close)
+	// The browser resolves localhost only (newBrowser): the page's origin
+	// and the stream's are both localhost, on two ports.
+	pageURL := strings.Replace(pageSrv.URL, "127.0.0.1", "localhost", 1)
+	srv := startServer(t, baseEnv(map[string]string{"ALLOWED_ORIGINS": pageURL}))
+	const sessionID = "readme-snippet"
+	code := strings.ReplaceAll(snippet, "https://<stream-host>", srv.URL)
+	code = strings.ReplaceAll(code, "setTimeout(leave, 60000)", "setTimeout(leave, 300)")
+	page.Store(`<!doctype html><html><body><ul id="m"></ul><script>
+const sessionId = "` + sessionID + `";
+const shown = new Set();
+function show(d) {
+  if (shown.has(d.id)) return;
+  shown.add(d.id);
+  const li = document.createElement("li");
+  li.textContent = d.message;
+  li.dataset.id = d.id;
+  document.getElementById("m").appendChild(li);
+}
+` + code + `</script></body></html>`)
+
+	ctx := newBrowser(t)
+	console := recordConsole(t, ctx)
+	netlog := recordNetwork(t, ctx)
+	defer explainFailure(t, netlog, console)
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	shownIDs := func() []string {
+		return eval[[]string](t, ctx, `Array.from(document.querySelectorAll("#m li")).map(e => e.dataset.id)`)
+	}
+	waitFor(t, 10*time.Second, "the snippet's stream open", func() bool { return activeConnections(t, srv.Base) == 1 })
+	first := mustPost(t, srv.Base, map[string]string{"message": "one", "sessionId": sessionID}, nil)
+	waitFor(t, 5*time.Second, "the first message shown", func() bool { return len(shownIDs()) == 1 })
+
+	eval[chromedp.Void](t, ctx, `Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "hidden"});
+document.dispatchEvent(new Event("visibilitychange"));`)
+	waitFor(t, 5*time.Second, "activeConnections 0 once hidden past the grace", func() bool { return activeConnections(t, srv.Base) == 0 })
+	opened := readStreamLog(srv, sessionID).opened
+	if _, ok := readStreamLog(srv, sessionID).closeRq[opened[0]]; !ok {
+		t.Errorf("no close request for the hidden page's stream %s", opened[0])
+	}
+	hidden := mustPost(t, srv.Base, map[string]string{"message": "while hidden", "sessionId": sessionID}, nil)
+	eval[chromedp.Void](t, ctx, `Object.defineProperty(document, "visibilityState", {configurable: true, get: () => "visible"});
+document.dispatchEvent(new Event("visibilitychange"));`)
+	waitFor(t, 10*time.Second, "the message sent while hidden shown", func() bool { return len(shownIDs()) == 2 })
+	if got := shownIDs(); got[0] != first || got[1] != hidden {
+		t.Errorf("shown %v, want %v then %v", got, first, hidden)
+	}
+	l := readStreamLog(srv, sessionID)
+	if len(l.opened) != 2 || !l.resumed[1] {
+		t.Fatalf("streams %v resumed %v; want a second that resumed", l.opened, l.resumed)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the close request on pagehide", func() bool {
+		_, ok := readStreamLog(srv, sessionID).closeRq[l.opened[1]]
+		return ok
+	})
 	if errs := console.list(); len(errs) != 0 {
 		t.Errorf("console errors:\n  %s", strings.Join(errs, "\n  "))
 	}
