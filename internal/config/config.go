@@ -133,14 +133,7 @@ func Variables() []Var {
 		{"RATE_LIMIT_PER_MINUTE", "600", "POSTs per minute per source IP, across all instances; 0 disables.", Webhook | Local, false, integer(func(c *Config) *int { return &c.RateLimitPerMinute }, 0, 1<<30)},
 		{"SESSION_RATE_LIMIT_PER_MINUTE", "120", "POSTs per minute per target session (broadcast is one target); 0 disables.", Webhook | Local, false, integer(func(c *Config) *int { return &c.SessionRateLimitPerMinute }, 0, 1<<30)},
 		{"TRUST_PROXY_HEADERS", "false", "Take the source IP from the last `X-Forwarded-For` entry, the one your proxy appended (only behind one proxy you run; entries before it are the client's and are ignored).", Webhook | Stream | Local, false,
-			func(c *Config, v string) error {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return fmt.Errorf("want true or false")
-				}
-				c.TrustProxyHeaders = b
-				return nil
-			}},
+			boolean(func(c *Config) *bool { return &c.TrustProxyHeaders })},
 		{"ALLOWED_ORIGINS", "", "CORS origins for the stream: comma list, or `*`; unset allows the same origin only.", Stream | Local, false, setOrigins},
 		{"STREAM_TOKEN_SECRET", "", "Enables stream tokens (JWT HS256): every stream needs one. Comma list of secrets of at least 32 bytes; tokens are signed with the first and accepted with any (rotation).", Webhook | Stream | Local, false, setTokenSecrets},
 		{"MAX_STREAMS_PER_IP", "10", "Concurrent streams per source IP across all instances; past it 429. 0 disables.", Stream | Local, false, integer(func(c *Config) *int { return &c.MaxStreamsPerIP }, 0, 1<<20)},
@@ -161,14 +154,7 @@ func Variables() []Var {
 			}},
 		{"PORT", "3000", "Local adapter port.", Local, true, integer(func(c *Config) *int { return &c.Port }, 0, 65535)},
 		{"METRICS", "false", "Local adapter: serve the counters at `GET /metrics` (Prometheus text format). Off by default: they tell anyone who can reach the port how busy the relay is. On Lambda the same metrics go to CloudWatch as EMF log lines.", Local, true,
-			func(c *Config, v string) error {
-				b, err := strconv.ParseBool(v)
-				if err != nil {
-					return fmt.Errorf("want true or false")
-				}
-				c.Metrics = b
-				return nil
-			}},
+			boolean(func(c *Config) *bool { return &c.Metrics })},
 		{"HOST", "127.0.0.1", "Local adapter bind address.", Local, true,
 			func(c *Config, v string) error { c.Host = v; return nonEmpty(v) }},
 	}
@@ -248,6 +234,17 @@ func duration(field func(*Config) *time.Duration, minimum time.Duration) func(*C
 			return fmt.Errorf("must not be negative")
 		}
 		*field(c) = d
+		return nil
+	}
+}
+
+func boolean(field func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		*field(c) = b
 		return nil
 	}
 }
