@@ -1,5 +1,6 @@
 // Command webhook is the WebhookFunction: POST and GET /api/webhook behind
-// API Gateway (REST or HTTP API). Wiring only; the logic is in internal/.
+// API Gateway (REST or HTTP API), and the chat page at / (routed there by
+// the REST API only). Wiring only; the logic is in internal/.
 package main
 
 import (
@@ -7,6 +8,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/webhook-relay/webhook-relay/internal/chatpage"
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
 	"github.com/webhook-relay/webhook-relay/internal/lambdaproxy"
@@ -18,5 +20,5 @@ func main() {
 	// Metrics ride in the request log lines (EMF): no agent, no API call.
 	emf := metrics.EMF{Function: os.Getenv("AWS_LAMBDA_FUNCTION_NAME")}
 	h := ingest.New(st, cfg, ingest.Options{Logger: log, RequestID: lambdaproxy.RequestID, Metrics: emf})
-	lambda.Start(lambdaproxy.APIGateway(lambdaproxy.Recover(h, log)))
+	lambda.Start(lambdaproxy.APIGateway(lambdaproxy.Recover(chatpage.WithPage(h), log)))
 }

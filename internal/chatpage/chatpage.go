@@ -210,3 +210,18 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// sets Content-Length.
 	http.ServeContent(w, r, "index.html", time.Time{}, bytes.NewReader(h.page))
 }
+
+// WithPage serves the page (Handler's, the stream next to it) at / and
+// /index.html, and every other path with next: the webhook function behind
+// a REST API, where the whole relay is on one origin.
+func WithPage(next http.Handler) http.Handler {
+	page := Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/", "/index.html":
+			page.ServeHTTP(w, r)
+		default:
+			next.ServeHTTP(w, r)
+		}
+	})
+}

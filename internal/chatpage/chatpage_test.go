@@ -365,3 +365,37 @@ func TestBubbleColours(t *testing.T) {
 
 // contrast is the WCAG 2 contrast ratio of two #rrggbb colours.
 func contrast(a, b string) float64 { return testutil.Contrast(testutil.Hex(a), testutil.Hex(b)) }
+
+// TestWithPage: the page at its two paths, everything else to the next
+// handler (the webhook function's ingest, behind a REST API).
+func TestWithPage(t *testing.T) {
+	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"next":true}`)
+	})
+	h := WithPage(next)
+	for _, tc := range []struct {
+		method, target string
+		page           bool
+	}{
+		{http.MethodGet, "/", true},
+		{http.MethodHead, "/", true},
+		{http.MethodGet, "/index.html", true},
+		{http.MethodGet, "/?sessionId=x", true},
+		{http.MethodGet, "/api/webhook", false},
+		{http.MethodPost, "/api/webhook", false},
+		{http.MethodGet, "/index.htm", false},
+		{http.MethodGet, "/api/webhook/stream", false},
+	} {
+		t.Run(tc.method+" "+tc.target, func(t *testing.T) {
+			res, body := serve(t, h, tc.method, tc.target, nil)
+			isPage := strings.HasPrefix(res.Header.Get("Content-Type"), "text/html")
+			if isPage != tc.page {
+				t.Fatalf("%s %s: Content-Type %q, body %.40q; want the page: %v", tc.method, tc.target, res.Header.Get("Content-Type"), body, tc.page)
+			}
+			if !tc.page && body != `{"next":true}` {
+				t.Errorf("body %q, want the next handler's", body)
+			}
+		})
+	}
+}

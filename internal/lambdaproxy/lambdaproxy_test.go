@@ -1,8 +1,10 @@
 package lambdaproxy_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -15,7 +17,6 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambdacontext"
-	"github.com/aws/aws-lambda-go/lambdaurl"
 
 	"github.com/webhook-relay/webhook-relay/internal/config"
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
@@ -146,31 +147,34 @@ func TestRecover(t *testing.T) {
 		}
 	})
 
-	t.Run("function URL stream", func(t *testing.T) {
-		// Without Recover this panic, in lambdaurl's goroutine, would kill
-		// the test binary.
-		p := &panicky{}
-		h := lambdaurl.Wrap(lambdaproxy.Recover(p, slog.New(slog.DiscardHandler)))
-		var ev events.LambdaFunctionURLRequest
-		if err := json.Unmarshal(testutil.Event(t, "function-url-stream.json"), &ev); err != nil {
-			t.Fatal(err)
-		}
-		resp, err := h(t.Context(), &ev)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != 500 || resp.Headers["Content-Type"] != "application/json" || !strings.Contains(string(body), `"success":false`) {
-			t.Errorf("panic answered %d %v %q", resp.StatusCode, resp.Headers, body)
-		}
-		if strings.Contains(string(body), "boom") {
-			t.Errorf("the answer leaks the panic: %q", body)
-		}
-		resp, err = h(t.Context(), &ev)
-		if err != nil || resp.StatusCode != http.StatusNoContent {
-			t.Errorf("after the panic: %v %v", resp, err)
-		}
-	})
+	for _, name := range streamEvents {
+		t.Run("stream "+name, func(t *testing.T) {
+			// Without Recover this panic, in the adapter's goroutine, would
+			// kill the test binary.
+			p := &panicky{}
+			h := lambdaproxy.Stream(lambdaproxy.Recover(p, slog.New(slog.DiscardHandler)))
+			out, err := h(t.Context(), testutil.Event(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			br := bufio.NewReader(out)
+			pre := readPrelude(t, br)
+			body, _ := io.ReadAll(br)
+			if pre.StatusCode != 500 || pre.Headers["Content-Type"] != "application/json" || !strings.Contains(string(body), `"success":false`) {
+				t.Errorf("panic answered %+v %q", pre, body)
+			}
+			if strings.Contains(string(body), "boom") {
+				t.Errorf("the answer leaks the panic: %q", body)
+			}
+			out, err = h(t.Context(), testutil.Event(t, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pre := readPrelude(t, bufio.NewReader(out)); pre.StatusCode != http.StatusNoContent {
+				t.Errorf("after the panic: %+v", pre)
+			}
+		})
+	}
 
 	t.Run("after the body started", func(t *testing.T) {
 		h := lambdaproxy.Recover(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -185,45 +189,83 @@ func TestRecover(t *testing.T) {
 	})
 }
 
-// TestFunctionURLStreamProgressive runs the stream handler as the stream
-// function does (lambdaurl.Wrap around Recover) with a function URL event,
-// and reads the connected event and then a message appended afterwards from
-// the response body while the handler is still running: the body streams,
-// it is not buffered until the end.
-func TestFunctionURLStreamProgressive(t *testing.T) {
+// streamEvents are the events the stream function meets, one per front.
+var streamEvents = []string{"function-url-stream.json", "apigw-v1-stream.json"}
+
+// prelude is the JSON head of a streamed HTTP integration response.
+type prelude struct {
+	StatusCode int               `json:"statusCode"`
+	Headers    map[string]string `json:"headers"`
+	Cookies    []string          `json:"cookies"`
+}
+
+// readPrelude reads the response stream as Lambda sends it on: the JSON
+// prelude up to the eight NUL bytes that end it. What follows is the body.
+func readPrelude(t *testing.T, r *bufio.Reader) prelude {
+	t.Helper()
+	head, err := r.ReadBytes(0)
+	if err != nil {
+		t.Fatalf("response stream ended inside its prelude: %q %v", head, err)
+	}
+	nuls := make([]byte, 7)
+	if _, err := io.ReadFull(r, nuls); err != nil || !bytes.Equal(nuls, make([]byte, 7)) {
+		t.Fatalf("prelude %q is not followed by eight NUL bytes (%q, %v)", head, nuls, err)
+	}
+	var p prelude
+	if err := json.Unmarshal(head[:len(head)-1], &p); err != nil {
+		t.Fatalf("prelude %q: %v", head, err)
+	}
+	return p
+}
+
+// TestStreamProgressive runs the stream handler as the stream function does
+// (lambdaproxy.Stream around Recover) with the event of each front, and
+// reads from the response stream, as Lambda relays it, the connected event
+// and then a message appended afterwards while the handler is still
+// running: the body streams, it is not buffered until the end.
+func TestStreamProgressive(t *testing.T) {
+	for _, name := range streamEvents {
+		t.Run(name, func(t *testing.T) { testStreamProgressive(t, name) })
+	}
+}
+
+func testStreamProgressive(t *testing.T, event string) {
 	st := memstore.New(store.Options{})
 	cfg := testConfig()
 	cfg.AllowedOrigins = []string{"http://localhost:3000"}
 	returned := make(chan struct{})
+	var seen *http.Request
 	inner := stream.New(st, cfg, stream.Options{Logger: slog.New(slog.DiscardHandler)})
-	h := lambdaurl.Wrap(lambdaproxy.Recover(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := lambdaproxy.Stream(lambdaproxy.Recover(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer close(returned)
+		seen = r
 		inner.ServeHTTP(w, r)
 	}), slog.New(slog.DiscardHandler)))
 
-	var ev events.LambdaFunctionURLRequest
-	if err := json.Unmarshal(testutil.Event(t, "function-url-stream.json"), &ev); err != nil {
-		t.Fatal(err)
-	}
 	// A Lambda context: it carries the invocation's deadline.
 	ctx, cancel := context.WithTimeout(lambdacontext.NewContext(t.Context(), &lambdacontext.LambdaContext{AwsRequestID: "stream-request"}), 60*time.Second)
 	defer cancel()
-	resp, err := h(ctx, &ev)
+	out, err := h(ctx, testutil.Event(t, event))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.(io.Closer).Close()
-	if resp.StatusCode != 200 || resp.Headers["Content-Type"] != "text/event-stream; charset=utf-8" || resp.Headers["Cache-Control"] != "no-cache" {
-		t.Fatalf("prelude %d %v", resp.StatusCode, resp.Headers)
+	defer out.(io.Closer).Close()
+	if ct := out.(interface{ ContentType() string }).ContentType(); ct != "application/vnd.awslambda.http-integration-response" {
+		t.Errorf("response content type %q, want Lambda's HTTP integration stream", ct)
 	}
-	if got := resp.Headers["Access-Control-Allow-Origin"]; got != "http://localhost:3000" {
+	body := bufio.NewReader(out)
+	p := readPrelude(t, body)
+	if p.StatusCode != 200 || p.Headers["Content-Type"] != "text/event-stream; charset=utf-8" || p.Headers["Cache-Control"] != "no-cache" {
+		t.Fatalf("prelude %+v", p)
+	}
+	if got := p.Headers["Access-Control-Allow-Origin"]; got != "http://localhost:3000" {
 		t.Errorf("Access-Control-Allow-Origin %q for the fixture's Origin", got)
 	}
 
 	events := make(chan sse.Event)
 	readErr := make(chan error, 1)
 	go func() {
-		rd := sse.NewReader(resp.Body)
+		rd := sse.NewReader(body)
 		for {
 			e, err := rd.Next()
 			if err != nil {
@@ -259,6 +301,11 @@ func TestFunctionURLStreamProgressive(t *testing.T) {
 	if first.ID == "" {
 		t.Error("connected event has no id")
 	}
+	// The request as the handler saw it: the path without the stage, the
+	// query, and the source address from the event, not from a header.
+	if seen.URL.Path != "/api/webhook/stream" || seen.URL.Query().Get("sessionId") != "x" || seen.RemoteAddr != "198.51.100.23" || seen.Method != http.MethodGet {
+		t.Errorf("request %s %s from %q", seen.Method, seen.URL, seen.RemoteAddr)
+	}
 
 	sent := message.New(time.Now(), "x", "hi")
 	if _, err := st.Append(ctx, sent, ""); err != nil {
@@ -280,8 +327,7 @@ func TestFunctionURLStreamProgressive(t *testing.T) {
 	default:
 	}
 
-	// The client leaves (Lambda cancels the invocation): the handler ends
-	// and the body closes.
+	// The invocation's context ends: the handler ends and the body closes.
 	cancel()
 	select {
 	case <-returned:
@@ -292,5 +338,82 @@ func TestFunctionURLStreamProgressive(t *testing.T) {
 	}
 	if err := <-readErr; err != nil && !errors.Is(err, io.EOF) {
 		t.Errorf("body ended with %v, want EOF", err)
+	}
+}
+
+// TestRESTStreamRequest: what the handler sees of a REST event — every
+// value of repeated headers and query parameters, a base64 body, cookies
+// (Set-Cookie) in the prelude's cookies and repeated headers joined.
+func TestRESTStreamRequest(t *testing.T) {
+	var ev events.APIGatewayProxyRequest
+	if err := json.Unmarshal(testutil.Event(t, "apigw-v1-stream.json"), &ev); err != nil {
+		t.Fatal(err)
+	}
+	ev.HTTPMethod = http.MethodPost
+	ev.Path = "/api/webhook/stream/close"
+	ev.MultiValueQueryStringParameters = map[string][]string{"connectionId": {"c 1"}, "a": {"1", "2"}}
+	ev.MultiValueHeaders["Cookie"] = []string{"webhook_relay_token=t0k"}
+	ev.MultiValueHeaders["Accept-Language"] = []string{"en", "de"}
+	ev.Body, ev.IsBase64Encoded = base64.StdEncoding.EncodeToString([]byte("\x00bytes")), true
+
+	var got *http.Request
+	var gotBody []byte
+	h := lambdaproxy.WrapRESTStream(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = r
+		gotBody, _ = io.ReadAll(r.Body)
+		w.Header().Add("Set-Cookie", "a=1")
+		w.Header().Add("Set-Cookie", "b=2")
+		w.Header().Add("Vary", "Origin")
+		w.Header().Add("Vary", "Accept")
+		w.WriteHeader(http.StatusAccepted)
+		_, _ = io.WriteString(w, "done")
+	}))
+	resp, err := h(t.Context(), &ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := io.ReadAll(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Method != http.MethodPost || got.URL.Path != "/api/webhook/stream/close" || got.URL.Query().Get("connectionId") != "c 1" ||
+		strings.Join(got.URL.Query()["a"], ",") != "1,2" || got.Host != "a1b2c3d4e5.execute-api.us-east-1.amazonaws.com" {
+		t.Errorf("request %s %s (host %s)", got.Method, got.URL, got.Host)
+	}
+	if c, err := got.Cookie("webhook_relay_token"); err != nil || c.Value != "t0k" {
+		t.Errorf("cookie %v %v", c, err)
+	}
+	if v := got.Header.Values("Accept-Language"); strings.Join(v, ",") != "en,de" {
+		t.Errorf("Accept-Language %q", v)
+	}
+	if string(gotBody) != "\x00bytes" {
+		t.Errorf("body %q, want the decoded base64", gotBody)
+	}
+	p := readPrelude(t, bufio.NewReader(bytes.NewReader(raw)))
+	if p.StatusCode != http.StatusAccepted || p.Headers["Vary"] != "Origin,Accept" || strings.Join(p.Cookies, ";") != "a=1;b=2" || p.Headers["Set-Cookie"] != "" {
+		t.Errorf("prelude %+v", p)
+	}
+	if !bytes.HasSuffix(raw, []byte("\x00\x00\x00\x00\x00\x00\x00\x00done")) {
+		t.Errorf("stream %q, want the body after the prelude", raw)
+	}
+
+	// A handler that writes nothing answers 200 with an empty body.
+	h = lambdaproxy.WrapRESTStream(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	resp, err = h(t.Context(), &ev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ = io.ReadAll(resp)
+	if p := readPrelude(t, bufio.NewReader(bytes.NewReader(raw))); p.StatusCode != 200 || !bytes.HasSuffix(raw, make([]byte, 8)) {
+		t.Errorf("empty answer: %q", raw)
+	}
+}
+
+func TestStreamRejectsUnknownEvents(t *testing.T) {
+	h := lambdaproxy.Stream(http.NotFoundHandler())
+	for _, ev := range []string{`not json`, `{}`, `{"version":"1.0"}`, `{"Records":[]}`} {
+		if _, err := h(t.Context(), json.RawMessage(ev)); err == nil {
+			t.Errorf("event %s: want an error", ev)
+		}
 	}
 }
