@@ -12,7 +12,7 @@ help:
 	@echo 'make deps                  Java 17, npm, chromium, curl, python3 + requests, cfn-lint: installed if missing'
 	@echo 'make build                 both Lambda bootstraps for arm64 into build/{webhook,stream}/bootstrap'
 	@echo 'make deploy                sam build && sam deploy --guided (see docs/deploy.md)'
-	@echo 'make emulate               the real Lambda binaries behind one local port, streaming (DynamoDB Local)'
+	@echo 'make emulate               the real Lambda binaries behind one local port, streaming (DynamoDB Local; STREAM_ENDPOINT=RestApi for that shape)'
 	@echo 'make lint-template         cfn-lint template.yaml (part of make test)'
 	@echo 'make run-dynamodb          local adapter on DynamoDB Local instead of the memory store'
 	@echo 'make fuzz                  every fuzz target for FUZZTIME (default 20s) each'
@@ -89,7 +89,8 @@ deploy:
 
 # The real bootstraps, built for this machine, behind one local port
 # ($${HOST:-127.0.0.1}:$${PORT:-3000}) with the Lambda Runtime API emulator of
-# tools/lambdaemu: the stream streams, unlike under SAM local. Without
+# tools/lambdaemu: the stream streams, unlike under SAM local. STREAM_ENDPOINT=RestApi
+# serves the template's one-REST-API shape instead of HTTP API + function URL. Without
 # DYNAMODB_ENDPOINT it uses (and if needed starts) the DynamoDB Local of
 # `make dynamodb-local-start`; the table is created if missing.
 HOST_GOOS = $(shell go env GOOS)
@@ -106,7 +107,7 @@ emulate:
 	fi; \
 	DYNAMODB_ENDPOINT="$$ep" go run ./tools/emulate \
 		-webhook build/host/webhook/bootstrap -stream build/host/stream/bootstrap \
-		-addr "$${HOST:-127.0.0.1}:$${PORT:-3000}"
+		-addr "$${HOST:-127.0.0.1}:$${PORT:-3000}" -stream-endpoint "$${STREAM_ENDPOINT:-FunctionUrl}"
 
 # cfn-lint is preinstalled on these machines; elsewhere: pip install cfn-lint.
 # Missing, it is skipped with a warning, except with CI=true, where that fails.

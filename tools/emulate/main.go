@@ -4,12 +4,21 @@
 //
 //	go run ./tools/emulate -webhook build/host/webhook/bootstrap -stream build/host/stream/bootstrap -addr 127.0.0.1:3000
 //
-// /api/webhook/stream goes to the stream function as to a function URL with
-// InvokeMode RESPONSE_STREAM, relayed as it is written; every other path
-// (/api/webhook included) goes to the webhook function as through an API
-// Gateway HTTP API $default route (payload 2.0; -webhook-payload 1.0 for a
-// REST API proxy resource), except GET / and /index.html: the chat page
-// (-page=false turns it off). The functions inherit this process's
+// The two shapes of the SAM template's StreamEndpoint parameter:
+//
+//   - -stream-endpoint FunctionUrl (the default): /api/webhook/stream and
+//     the paths under /api/webhook/stream/ go to the stream function as to a
+//     function URL with InvokeMode RESPONSE_STREAM, relayed as it is
+//     written; every other path (/api/webhook included) goes to the webhook
+//     function as through an API Gateway HTTP API $default route (payload
+//     2.0; -webhook-payload 1.0 for a REST API proxy resource), except GET /
+//     and /index.html: the chat page (-page=false turns it off).
+//   - -stream-endpoint RestApi: one REST API. The same stream paths go to
+//     the stream function through a streaming Lambda proxy integration
+//     (payload 1.0 in, the HTTP integration stream out, idle streams cut
+//     after -rest-idle-timeout), every other path to the webhook function
+//     through a buffered one (payload 1.0), and the webhook function serves
+//     the chat page itself, as on AWS. The functions inherit this process's
 // environment. When DYNAMODB_ENDPOINT is set (DynamoDB Local), TABLE_NAME is
 // created there first if it is missing (-create-table=false to skip), since
 // the functions expect the table the SAM template creates on AWS.
@@ -47,6 +56,12 @@ import (
 
 const streamPath = "/api/webhook/stream"
 
+// The values of the template's StreamEndpoint parameter.
+const (
+	functionURL = "FunctionUrl"
+	restAPI     = "RestApi"
+)
+
 func main() {
 	if err := run(context.Background(), os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "emulate:", err)
@@ -66,6 +81,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	concurrency := fs.Int("concurrency", 10, "maximum processes per function, each serving one request at a time")
 	page := fs.Bool("page", true, "serve the chat page at / and /index.html")
 	createTable := fs.Bool("create-table", true, "with DYNAMODB_ENDPOINT set, create TABLE_NAME there if it is missing")
+	shape := fs.String("stream-endpoint", functionURL, "the template's StreamEndpoint `shape`: FunctionUrl (HTTP API and function URL) or RestApi (one REST API)")
+	idle := fs.Duration("rest-idle-timeout", lambdaemu.RESTIdleTimeout, "with RestApi: cut a stream that sends nothing for this long, as API Gateway does")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,6 +94,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *payload != "2.0" && *payload != "1.0" {
 		return fmt.Errorf("-webhook-payload %q: want 2.0 or 1.0", *payload)
+	}
+	rest := *shape == restAPI
+	if !rest && *shape != functionURL {
+		return fmt.Errorf("-stream-endpoint %q: want %s or %s", *shape, functionURL, restAPI)
 	}
 
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
@@ -127,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	streams, cutStreams := context.WithCancel(context.Background())
 	defer cutStreams()
 	mux := http.NewServeMux()
-	if *page {
+	if *page && !rest {
 		mux.Handle("GET /{$}", chatpage.Handler())
 		mux.Handle("GET /index.html", chatpage.Handler())
 		fmt.Fprintf(stdout, "emulate: chat page %s/\n", base)
@@ -138,8 +159,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		h, kind := e.APIGatewayV2Handler(), "API Gateway HTTP API, payload 2.0"
-		if *payload == "1.0" {
+		if *payload == "1.0" || rest {
 			h, kind = e.APIGatewayV1Handler(), "API Gateway REST API, payload 1.0"
+		}
+		if rest {
+			kind += "; the chat page at /"
 		}
 		mux.Handle("/", h)
 		fmt.Fprintf(stdout, "emulate: webhook %s (init %v): %s/api/webhook and all other paths (%s)\n",
@@ -150,9 +174,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		mux.Handle(streamPath, cancelWith(streams, e.FunctionURLHandler()))
-		fmt.Fprintf(stdout, "emulate: stream %s (init %v): %s%s (function URL, RESPONSE_STREAM)\n",
-			*stream, e.InitDuration().Round(time.Millisecond), base, streamPath)
+		h, kind := e.FunctionURLHandler(), "function URL, RESPONSE_STREAM"
+		if rest {
+			h, kind = e.APIGatewayV1StreamHandler(*idle), "API Gateway REST API, ResponseTransferMode STREAM"
+		}
+		// The close beacon and whatever else lives under the stream's path.
+		mux.Handle(streamPath, cancelWith(streams, h))
+		mux.Handle(streamPath+"/", cancelWith(streams, h))
+		fmt.Fprintf(stdout, "emulate: stream %s (init %v): %s%s and below (%s)\n",
+			*stream, e.InitDuration().Round(time.Millisecond), base, streamPath, kind)
 	}
 
 	srv := &http.Server{

@@ -34,15 +34,35 @@ func buildTestFunction(t *testing.T, name string) string {
 	return out
 }
 
+// TestRunServesBothFunctionsAndShutsDown, in both shapes of the template.
+// With RestApi the stream function is the test function's REST mode, and
+// GET / goes to the webhook function, which serves the page on AWS.
 func TestRunServesBothFunctionsAndShutsDown(t *testing.T) {
 	webhook := buildTestFunction(t, "bufferedfn")
 	stream := buildTestFunction(t, "streamfn")
+	for _, tc := range []struct {
+		shape    string
+		streamfn string // STREAMFN_MODE
+		pathKey  string // how the webhook's echoed event names the path
+		status   int    // the test function's answer to it (by payload version)
+	}{
+		{functionURL, "", "rawPath", http.StatusCreated},
+		{restAPI, "rest", "path", http.StatusAccepted},
+	} {
+		t.Run(tc.shape, func(t *testing.T) {
+			t.Setenv("STREAMFN_MODE", tc.streamfn)
+			testRun(t, webhook, stream, tc.shape, tc.pathKey, tc.status)
+		})
+	}
+}
+
+func testRun(t *testing.T, webhook, stream, shape, pathKey string, webhookStatus int) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	stdout, stderr := new(testutil.Buffer), new(testutil.Buffer)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-webhook", webhook, "-stream", stream, "-addr", "127.0.0.1:0"}, stdout, stderr)
+		done <- run(ctx, []string{"-webhook", webhook, "-stream", stream, "-addr", "127.0.0.1:0", "-stream-endpoint", shape}, stdout, stderr)
 	}()
 	defer func() {
 		if t.Failed() {
@@ -76,16 +96,27 @@ func TestRunServesBothFunctionsAndShutsDown(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	if code, body := get(http.MethodPost, "/api/webhook", `{"text":"hi"}`); code != http.StatusCreated || !strings.Contains(body, `"rawPath":"/api/webhook"`) {
+	webhookGot := func(code int, path, body string) bool {
+		return code == webhookStatus && strings.Contains(body, `"`+pathKey+`":"`+path+`"`)
+	}
+	if code, body := get(http.MethodPost, "/api/webhook", `{"text":"hi"}`); !webhookGot(code, "/api/webhook", body) {
 		t.Errorf("POST /api/webhook = %d %s", code, body)
 	}
 	if code, body := get(http.MethodGet, "/api/webhook/stream", ""); code != http.StatusAccepted || body != "ab" {
 		t.Errorf("GET /api/webhook/stream = %d %q", code, body)
 	}
-	if code, body := get(http.MethodGet, "/", ""); code != http.StatusOK || !strings.Contains(body, "EventSource") {
+	if code, body := get(http.MethodPost, "/api/webhook/stream/close?connectionId=c", ""); code != http.StatusAccepted || body != "ab" {
+		t.Errorf("POST /api/webhook/stream/close = %d %q, want the stream function", code, body)
+	}
+	code, body := get(http.MethodGet, "/", "")
+	if shape == restAPI {
+		if !webhookGot(code, "/", body) {
+			t.Errorf("GET / = %d %s, want the webhook function (it serves the page)", code, body)
+		}
+	} else if code != http.StatusOK || !strings.Contains(body, "EventSource") {
 		t.Errorf("GET / = %d, want the chat page", code)
 	}
-	if code, body := get(http.MethodGet, "/elsewhere", ""); code != http.StatusCreated || !strings.Contains(body, `"rawPath":"/elsewhere"`) {
+	if code, body := get(http.MethodGet, "/elsewhere", ""); !webhookGot(code, "/elsewhere", body) {
 		t.Errorf("GET /elsewhere = %d %s, want the webhook function", code, body)
 	}
 
@@ -100,8 +131,8 @@ func TestRunServesBothFunctionsAndShutsDown(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 	for _, want := range []string{
-		"emulate: webhook: 2 invocations, billed ",
-		"emulate: stream: 1 invocations, billed ",
+		"emulate: webhook: " + map[string]string{functionURL: "2", restAPI: "3"}[shape] + " invocations, billed ",
+		"emulate: stream: 2 invocations, billed ",
 	} {
 		if !strings.Contains(stdout.String(), want) {
 			t.Errorf("stdout lacks %q", want)

@@ -3,8 +3,9 @@
 // machine, behind an emulated Lambda Runtime API (version 2018-06-01).
 //
 // Unlike SAM local and the AWS Runtime Interface Emulator it relays
-// RESPONSE_STREAM responses progressively: every chunk the function writes
-// reaches the caller as soon as the runtime posts it. It is meant for tests
+// RESPONSE_STREAM responses progressively, as a function URL or an API
+// Gateway REST API streaming integration does: every chunk the function
+// writes reaches the caller as soon as the runtime posts it. It is meant for tests
 // and for `make emulate`; it listens on 127.0.0.1 only.
 //
 // Each function process handles one invocation at a time, as on Lambda.
@@ -258,7 +259,10 @@ type StreamResponse struct {
 	RequestID  string
 	StatusCode int
 	Headers    map[string]string
-	Cookies    []string
+	// MultiValueHeaders come from the prelude of a streamed response; only
+	// API Gateway REST APIs honour them, function URLs ignore them.
+	MultiValueHeaders map[string][]string
+	Cookies           []string
 	// Streamed is false when the function gave a buffered response, which was
 	// decoded as an events.LambdaFunctionURLResponse (or, lacking a
 	// statusCode, taken as a JSON body, as function URLs do).
@@ -273,10 +277,11 @@ type StreamResponse struct {
 }
 
 // InvokeStream invokes the function with payload, typically an
-// events.LambdaFunctionURLRequest, and returns as soon as the response's
-// status and headers are known: for a streaming function (lambdaurl.Start),
-// as soon as the prelude has been parsed; the body then streams. ctx covers
-// the reading of the body too.
+// events.LambdaFunctionURLRequest or an events.APIGatewayProxyRequest, and
+// returns as soon as the response's status and headers are known: for a
+// function that streams an HTTP integration response (lambdaurl.Start, or an
+// events.APIGatewayProxyStreamingResponse), as soon as the prelude has been
+// parsed; the body then streams. ctx covers the reading of the body too.
 func (e *Emulator) InvokeStream(ctx context.Context, payload []byte) (*StreamResponse, error) {
 	inv, raw, err := e.invoke(ctx, payload)
 	if err != nil {
@@ -313,9 +318,10 @@ func (e *Emulator) InvokeStream(ctx context.Context, payload []byte) (*StreamRes
 		return nil, err
 	}
 	var p struct {
-		StatusCode int               `json:"statusCode"`
-		Headers    map[string]string `json:"headers"`
-		Cookies    []string          `json:"cookies"`
+		StatusCode        int                 `json:"statusCode"`
+		Headers           map[string]string   `json:"headers"`
+		MultiValueHeaders map[string][]string `json:"multiValueHeaders"`
+		Cookies           []string            `json:"cookies"`
 	}
 	if err := json.Unmarshal(prelude, &p); err != nil {
 		raw.body.Close()
@@ -325,12 +331,13 @@ func (e *Emulator) InvokeStream(ctx context.Context, payload []byte) (*StreamRes
 		p.StatusCode = 200
 	}
 	return &StreamResponse{
-		RequestID:  inv.id,
-		StatusCode: p.StatusCode,
-		Headers:    p.Headers,
-		Cookies:    p.Cookies,
-		Streamed:   true,
-		Body:       readCloser{br, raw.body},
+		RequestID:         inv.id,
+		StatusCode:        p.StatusCode,
+		Headers:           p.Headers,
+		MultiValueHeaders: p.MultiValueHeaders,
+		Cookies:           p.Cookies,
+		Streamed:          true,
+		Body:              readCloser{br, raw.body},
 	}, nil
 }
 

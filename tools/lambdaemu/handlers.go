@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -35,7 +36,35 @@ func (e *Emulator) FunctionURLHandler() http.Handler {
 		if !ok {
 			return
 		}
-		e.serveStream(w, r, payload, http.StatusBadGateway)
+		e.serveStream(w, r, payload, relay{errStatus: http.StatusBadGateway})
+	})
+}
+
+// RESTIdleTimeout is how long API Gateway lets a streamed response of a
+// regional REST API send nothing before it closes it (edge-optimized: 30 s).
+const RESTIdleTimeout = 5 * time.Minute
+
+// APIGatewayV1StreamHandler serves HTTP requests as an API Gateway REST API
+// does through a {proxy+} resource whose Lambda proxy integration streams
+// (ResponseTransferMode STREAM, the response-streaming-invocations URI):
+// each request becomes an events.APIGatewayProxyRequest, as for
+// APIGatewayV1Handler, and the function's response stream (a JSON prelude
+// with statusCode, headers, multiValueHeaders and cookies, eight NUL bytes,
+// the body) is relayed as it is produced. A response that sends nothing for
+// idle (RESTIdleTimeout when 0) is cut, as API Gateway cuts an idle stream:
+// the client sees a broken response, and the function, not told, runs on.
+// A function that does not stream its response gets a 502, as from an
+// integration that breaks the stream format.
+func (e *Emulator) APIGatewayV1StreamHandler(idle time.Duration) http.Handler {
+	if idle <= 0 {
+		idle = RESTIdleTimeout
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		payload, ok := eventPayload(e, w, r, apiGatewayV1Event, http.StatusBadGateway)
+		if !ok {
+			return
+		}
+		e.serveStream(w, r, payload, relay{errStatus: http.StatusBadGateway, rest: true, idle: idle})
 	})
 }
 
@@ -51,7 +80,7 @@ func (e *Emulator) APIGatewayV2Handler() http.Handler {
 			return
 		}
 		// Payload 2.0 responses have the function URL format.
-		e.serveStream(w, r, payload, http.StatusInternalServerError)
+		e.serveStream(w, r, payload, relay{errStatus: http.StatusInternalServerError})
 	})
 }
 
@@ -110,21 +139,40 @@ func eventPayload[T any](e *Emulator, w http.ResponseWriter, r *http.Request, bu
 	return payload, true
 }
 
+// relay says how serveStream treats a response.
+type relay struct {
+	errStatus int           // the answer to a failed invocation
+	rest      bool          // a REST API streaming integration, not a function URL
+	idle      time.Duration // cut a stream silent for this long; 0: never
+}
+
 // serveStream invokes with payload and relays the response progressively.
-func (e *Emulator) serveStream(w http.ResponseWriter, r *http.Request, payload []byte, errStatus int) {
+func (e *Emulator) serveStream(w http.ResponseWriter, r *http.Request, payload []byte, how relay) {
 	resp, err := e.InvokeStream(r.Context(), payload)
 	if err != nil {
-		e.gatewayError(w, r, err, errStatus)
+		e.gatewayError(w, r, err, how.errStatus)
 		return
 	}
 	// Closing before the end tells the emulator that the client left; the
 	// function runs on regardless. So does the end of r's context, which also
 	// makes a blocked Read return.
 	defer resp.Body.Close()
+	if how.rest && !resp.Streamed {
+		e.gatewayError(w, r, fmt.Errorf("lambdaemu: a REST API streaming integration got a buffered response (request %s), not an HTTP integration stream", resp.RequestID), how.errStatus)
+		return
+	}
 
 	h := w.Header()
 	for k, v := range resp.Headers {
 		h.Set(k, v)
+	}
+	if how.rest {
+		for k, vs := range resp.MultiValueHeaders {
+			h.Del(k) // multiValueHeaders win over headers, as for buffered proxy responses
+			for _, v := range vs {
+				h.Add(k, v)
+			}
+		}
 	}
 	for _, c := range resp.Cookies {
 		h.Add("Set-Cookie", c)
@@ -138,27 +186,53 @@ func (e *Emulator) serveStream(w http.ResponseWriter, r *http.Request, payload [
 	if !flush() {
 		return
 	}
+	var idled atomic.Bool
+	if how.idle > 0 {
+		// Closing the body makes a blocked Read return: the gateway hangs up.
+		t := time.AfterFunc(how.idle, func() { idled.Store(true); resp.Body.Close() })
+		defer t.Stop()
+		resp.Body = resetOnRead{resp.Body, t, how.idle}
+	}
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := resp.Body.Read(buf)
-		if n > 0 {
+		if n > 0 && !idled.Load() {
 			if _, werr := w.Write(buf[:n]); werr != nil || !flush() {
 				return
 			}
 		}
-		if err == io.EOF {
+		if err == io.EOF && !idled.Load() {
 			return
 		}
 		if err != nil {
 			if r.Context().Err() != nil {
 				return
 			}
-			e.log.Warn("response stream failed", "method", r.Method, "path", r.URL.Path, "requestId", resp.RequestID, "err", err)
+			if idled.Load() {
+				e.log.Warn("idle stream cut", "method", r.Method, "path", r.URL.Path, "requestId", resp.RequestID, "idle", how.idle)
+			} else {
+				e.log.Warn("response stream failed", "method", r.Method, "path", r.URL.Path, "requestId", resp.RequestID, "err", err)
+			}
 			// The status is gone already: end the response abruptly, so that
 			// the client sees a broken stream rather than a complete one.
 			panic(http.ErrAbortHandler)
 		}
 	}
+}
+
+// resetOnRead restarts the idle timer whenever bytes arrive.
+type resetOnRead struct {
+	io.ReadCloser
+	t    *time.Timer
+	idle time.Duration
+}
+
+func (r resetOnRead) Read(p []byte) (int, error) {
+	n, err := r.ReadCloser.Read(p)
+	if n > 0 {
+		r.t.Reset(r.idle)
+	}
+	return n, err
 }
 
 // gatewayError answers for a failed invocation as the gateways do, with a

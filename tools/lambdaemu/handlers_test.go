@@ -268,3 +268,97 @@ func TestAPIGatewayV1Handler(t *testing.T) {
 		t.Errorf("GET /error: status %d, want 502", resp.StatusCode)
 	}
 }
+
+func withEnv(kv ...string) func(*Function) {
+	return func(fn *Function) { fn.Env = append(fn.Env, kv...) }
+}
+
+// TestAPIGatewayV1StreamHandler: a REST API streaming integration relays
+// the prelude's status, headers, multi-valued headers and cookies at once,
+// then the body as it comes; the function gets a payload 1.0 event.
+func TestAPIGatewayV1StreamHandler(t *testing.T) {
+	g := newGate(t)
+	e := start(t, "streamfn", func(fn *Function) { withGate(g)(fn); withEnv("STREAMFN_MODE=rest")(fn) })
+	srv := serve(t, e.APIGatewayV1StreamHandler(0))
+
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/webhook/stream", nil)
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("the response headers did not come before the function finished: %v", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Stream-Test") != "yes" ||
+		!slices.Equal(resp.Header.Values("X-Multi"), []string{"1", "2"}) ||
+		resp.Header.Get("Set-Cookie") != "s=1" || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("status %d, header %v", resp.StatusCode, resp.Header)
+	}
+	first, err := readWithin(t, resp.Body, 5*time.Second, "first chunk over HTTP before the gate opens (is the stream buffered?)")
+	if first != "a" || err != nil {
+		t.Fatalf("first read = %q, %v; want \"a\"", first, err)
+	}
+	g.waitArrival(t)
+	g.open()
+	rest, err := io.ReadAll(resp.Body)
+	if err != nil || string(rest) != "b" {
+		t.Fatalf("rest = %q, %v; want \"b\"", rest, err)
+	}
+
+	resp, err = srv.Client().Get(srv.URL + "/echo?x=1&x=2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ec struct {
+		Event events.APIGatewayProxyRequest `json:"event"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ec); err != nil {
+		t.Fatal(err)
+	}
+	if ev := ec.Event; ev.HTTPMethod != "GET" || ev.Path != "/echo" || ev.Resource != "/{proxy+}" ||
+		!slices.Equal(ev.MultiValueQueryStringParameters["x"], []string{"1", "2"}) || ev.RequestContext.Identity.SourceIP != "127.0.0.1" {
+		t.Errorf("event = %+v", ev)
+	}
+}
+
+// TestAPIGatewayV1StreamHandlerIdle: a stream that keeps sending outlives
+// the idle timeout; one silent for longer is cut, the client sees a broken
+// response, and the function runs on to its end.
+func TestAPIGatewayV1StreamHandlerIdle(t *testing.T) {
+	e := start(t, "streamfn", withEnv("STREAMFN_MODE=rest"))
+	srv := serve(t, e.APIGatewayV1StreamHandler(700*time.Millisecond))
+	for _, tc := range []struct {
+		query string
+		body  string
+		cut   bool
+	}{
+		{"n=5&every=300ms", "tick 0\ntick 1\ntick 2\ntick 3\ntick 4\n", false}, // 1.2s in all
+		{"n=2&every=1500ms", "tick 0\n", true},
+	} {
+		resp, err := srv.Client().Get(srv.URL + "/ticks?" + tc.query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != tc.body || (err != nil) != tc.cut {
+			t.Errorf("%s: body %q, %v; want %q, cut: %v", tc.query, body, err, tc.body, tc.cut)
+		}
+	}
+}
+
+// A function that answers buffered behind a streaming integration breaks
+// the stream format: 502.
+func TestAPIGatewayV1StreamHandlerBuffered(t *testing.T) {
+	e := start(t, "bufferedfn", nil)
+	srv := serve(t, e.APIGatewayV1StreamHandler(0))
+	resp, err := srv.Client().Get(srv.URL + "/api/webhook")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadGateway {
+		t.Errorf("status %d, want 502", resp.StatusCode)
+	}
+}

@@ -14,9 +14,16 @@
 //
 // With STREAMFN_MODE=trailer it is instead a plain handler whose streamed
 // body fails after "partial", which the runtime reports in HTTP trailers.
+// With STREAMFN_MODE=rest it streams as behind an API Gateway REST API
+// (events.APIGatewayProxyStreamingResponse), by path:
+//   - /echo: the event, as JSON.
+//   - /ticks?n=N&every=D: "tick <i>" lines, N of them D apart.
+//   - anything else: status 202, a multi-valued header and a cookie, "a",
+//     the wait for $GATE_URL as above, then "b".
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,7 +52,75 @@ func main() {
 		})
 		return
 	}
+	if os.Getenv("STREAMFN_MODE") == "rest" {
+		lambda.Start(serveREST)
+		return
+	}
 	lambdaurl.Start(http.HandlerFunc(serve))
+}
+
+func serveREST(ctx context.Context, ev events.APIGatewayProxyRequest) (*events.APIGatewayProxyStreamingResponse, error) {
+	pr, pw := io.Pipe()
+	resp := &events.APIGatewayProxyStreamingResponse{
+		StatusCode: http.StatusOK,
+		Headers:    map[string]string{"Content-Type": "text/plain; charset=utf-8"},
+		Body:       pr,
+	}
+	var write func()
+	switch ev.Path {
+	case "/echo":
+		resp.Headers["Content-Type"] = "application/json"
+		write = func() { _ = json.NewEncoder(pw).Encode(map[string]any{"event": ev, "pid": os.Getpid()}) }
+	case "/ticks":
+		n, _ := strconv.Atoi(ev.QueryStringParameters["n"])
+		every, _ := time.ParseDuration(ev.QueryStringParameters["every"])
+		write = func() {
+			for i := range n {
+				if i > 0 {
+					time.Sleep(every)
+				}
+				fmt.Fprintf(pw, "tick %d\n", i)
+			}
+		}
+	default:
+		resp.StatusCode = http.StatusAccepted
+		resp.Headers["X-Stream-Test"] = "yes"
+		resp.MultiValueHeaders = map[string][]string{"X-Multi": {"1", "2"}}
+		resp.Cookies = []string{"s=1"}
+		write = func() {
+			_, _ = io.WriteString(pw, "a")
+			waitGate(ctx)
+			_, _ = io.WriteString(pw, "b")
+		}
+	}
+	go func() {
+		defer pw.Close()
+		write()
+	}()
+	return resp, nil
+}
+
+// waitGate returns once an HTTP GET of $GATE_URL?id=<request id> has
+// returned (at once without GATE_URL).
+func waitGate(ctx context.Context) {
+	gate := os.Getenv("GATE_URL")
+	if gate == "" {
+		return
+	}
+	id := ""
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		id = lc.AwsRequestID
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, gate+"?id="+url.QueryEscape(id), nil)
+	if err != nil {
+		return
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
 }
 
 type failingReader struct{}
@@ -82,22 +157,7 @@ func serve(w http.ResponseWriter, r *http.Request) {
 	if err := http.NewResponseController(w).Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
 		return
 	}
-	if gate := os.Getenv("GATE_URL"); gate != "" {
-		id := ""
-		if lc, ok := lambdacontext.FromContext(r.Context()); ok {
-			id = lc.AwsRequestID
-		}
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, gate+"?id="+url.QueryEscape(id), nil)
-		if err != nil {
-			return
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	waitGate(r.Context())
 	_, _ = io.WriteString(w, "b")
 }
 
