@@ -18,8 +18,9 @@
 //     (payload 1.0 in, the HTTP integration stream out, idle streams cut
 //     after -rest-idle-timeout), every other path to the webhook function
 //     through a buffered one (payload 1.0), and the webhook function serves
-//     the chat page itself, as on AWS. The functions inherit this process's
-// environment. When DYNAMODB_ENDPOINT is set (DynamoDB Local), TABLE_NAME is
+//     the chat page itself, as on AWS.
+//
+// The functions inherit this process's environment. When DYNAMODB_ENDPOINT is set (DynamoDB Local), TABLE_NAME is
 // created there first if it is missing (-create-table=false to skip), since
 // the functions expect the table the SAM template creates on AWS.
 // SIGINT or SIGTERM stops it: open streams are cut, other requests get up to
