@@ -20,9 +20,10 @@
 //     through a buffered one (payload 1.0), and the webhook function serves
 //     the chat page itself, as on AWS.
 //
-// The functions inherit this process's environment. When DYNAMODB_ENDPOINT is set (DynamoDB Local), TABLE_NAME is
-// created there first if it is missing (-create-table=false to skip), since
-// the functions expect the table the SAM template creates on AWS.
+// The functions inherit this process's environment. When DYNAMODB_ENDPOINT
+// is set (DynamoDB Local), TABLE_NAME is created there first if it is
+// missing (-create-table=false to skip), since the functions expect the
+// table the SAM template creates on AWS.
 // SIGINT or SIGTERM stops it: open streams are cut, other requests get up to
 // 10s to finish, then the functions get SIGTERM. A cut stream, like any
 // client that goes away, does not stop its function: as on AWS it runs on
