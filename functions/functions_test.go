@@ -99,10 +99,22 @@ func TestRealBinaries(t *testing.T) {
 		}
 		testWebhookUnderRIE(t, endpoint, r.path, bootstraps["webhook"])
 	})
-	t.Run("StreamUnderEmulator", func(t *testing.T) {
-		t.Parallel()
-		testStreamUnderEmulator(t, endpoint, bootstraps["stream"])
-	})
+	// The stream function behind each front of the template's
+	// StreamEndpoint parameter. Behind the REST API, streams that send
+	// nothing for restIdle are cut: the heartbeats (1s) keep this one alive.
+	const restIdle = 2500 * time.Millisecond
+	for _, front := range []struct {
+		name    string
+		handler func(*lambdaemu.Emulator) http.Handler
+	}{
+		{"FunctionUrl", (*lambdaemu.Emulator).FunctionURLHandler},
+		{"RestApi", func(e *lambdaemu.Emulator) http.Handler { return e.APIGatewayV1StreamHandler(restIdle) }},
+	} {
+		t.Run("StreamUnderEmulator/"+front.name, func(t *testing.T) {
+			t.Parallel()
+			testStreamUnderEmulator(t, endpoint, bootstraps["stream"], front.handler)
+		})
+	}
 	t.Run("StreamCloseUnderEmulator", func(t *testing.T) {
 		t.Parallel()
 		testStreamCloseUnderEmulator(t, endpoint, bootstraps["stream"])
@@ -491,7 +503,10 @@ func rest(t *testing.T, events <-chan timedEvent, errc <-chan error, within time
 	}
 }
 
-func testStreamUnderEmulator(t *testing.T, endpoint, bootstrap string) {
+// testStreamUnderEmulator runs the real stream bootstrap behind front:
+// progressive delivery, the planned end before the deadline, and an exact
+// resume with Last-Event-ID.
+func testStreamUnderEmulator(t *testing.T, endpoint, bootstrap string, front func(*lambdaemu.Emulator) http.Handler) {
 	const (
 		timeout = 8 * time.Second // the function's timeout: its invocations' deadline
 		margin  = 3 * time.Second // STREAM_DEADLINE_MARGIN: the stream ends by plan at 5s
@@ -525,7 +540,7 @@ func testStreamUnderEmulator(t *testing.T, endpoint, bootstrap string) {
 		}
 	}()
 	t.Logf("StreamFunction init under lambdaemu (process start to first /next): %v", e.InitDuration())
-	srv := httptest.NewServer(e.FunctionURLHandler())
+	srv := httptest.NewServer(front(e))
 	defer srv.Close()
 	url := srv.URL + "/api/webhook/stream?sessionId=x"
 
