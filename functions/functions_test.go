@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -91,13 +92,21 @@ func TestRealBinaries(t *testing.T) {
 	}
 	t.Logf("built both bootstraps for %s/%s in %v", runtime.GOOS, runtime.GOARCH, time.Since(start).Round(time.Millisecond))
 
+	rie := sync.OnceValues(func() (string, error) { r := <-rieCh; return r.path, r.err })
+	needRIE := func(t *testing.T) string {
+		p, err := rie()
+		if err != nil {
+			testutil.Unavailable(t, "AWS Lambda RIE %s@%s cannot be installed: %v", riePackage, rieVersion, err)
+		}
+		return p
+	}
 	t.Run("WebhookUnderRIE", func(t *testing.T) {
 		t.Parallel()
-		r := <-rieCh
-		if r.err != nil {
-			testutil.Unavailable(t, "AWS Lambda RIE %s@%s cannot be installed: %v", riePackage, rieVersion, r.err)
-		}
-		testWebhookUnderRIE(t, endpoint, r.path, bootstraps["webhook"])
+		testWebhookUnderRIE(t, endpoint, needRIE(t), bootstraps["webhook"])
+	})
+	t.Run("SamplesUnderRIE", func(t *testing.T) {
+		t.Parallel()
+		testSamplesUnderRIE(t, endpoint, needRIE(t), bootstraps)
 	})
 	// The stream function behind each front of the template's
 	// StreamEndpoint parameter. Behind the REST API, streams that send
@@ -412,6 +421,163 @@ func testWebhookUnderRIE(t *testing.T, endpoint, rieBin, bootstrap string) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"ok"`) {
 		t.Errorf("health through lambdaemu: %d %s", resp.StatusCode, b)
+	}
+}
+
+// ---- the sam local samples under the RIE -------------------------------------------
+
+// samLocalEnv is events/env.json: the variables `sam local invoke --env-vars`
+// sets, per function.
+func samLocalEnv(t *testing.T) map[string]map[string]string {
+	t.Helper()
+	raw, err := os.ReadFile("../events/env.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var env map[string]map[string]string
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatalf("events/env.json: %v", err)
+	}
+	return env
+}
+
+// samLocal is the environment of a function under the RIE as sam local
+// gives it with events/env.json, but on this test's DynamoDB Local and
+// table; drop names variables left out.
+func samLocal(t *testing.T, fn, endpoint, table string, drop ...string) []string {
+	t.Helper()
+	vars, ok := samLocalEnv(t)[fn]
+	if !ok {
+		t.Fatalf("events/env.json has nothing for %s", fn)
+	}
+	var extra []string
+	for k, v := range vars {
+		switch {
+		case k == "DYNAMODB_ENDPOINT" || k == "TABLE_NAME":
+			if v == "" {
+				t.Errorf("events/env.json: %s.%s is empty", fn, k)
+			}
+		case !slices.Contains(drop, k):
+			extra = append(extra, k+"="+v)
+		}
+	}
+	return functionEnv(endpoint, table, extra...)
+}
+
+// webhookSamples are the sam local invoke events of events/ for the webhook
+// function (docs/deploy.md, "SAM local"), and its answers with
+// events/env.json (which sets WEBHOOK_SECRET) and without the secret.
+var webhookSamples = []struct {
+	event  string
+	secret bool // WEBHOOK_SECRET as events/env.json sets it
+	status int
+	stored string // the text stored for session sam-local
+	health bool
+}{
+	{event: "webhook-post-secret.json", secret: true, status: 200, stored: "Hello from sam local invoke, with the secret"},
+	{event: "webhook-post.json", secret: true, status: 401},
+	{event: "webhook-health.json", secret: true, status: 200, health: true},
+	{event: "webhook-post.json", secret: false, status: 200, stored: "Hello from sam local invoke"},
+	{event: "webhook-post-secret.json", secret: false, status: 200, stored: "Hello from sam local invoke, with the secret"},
+}
+
+// streamSamples are its stream events, one per front of the template.
+var streamSamples = []string{"stream-get.json", "stream-get-rest.json"}
+
+// testSamplesUnderRIE feeds the sample events to the real bootstraps under
+// the RIE, as sam local invoke does, so that they cannot rot: the webhook
+// ones store and refuse as documented, and each stream one, ended by plan,
+// comes back (buffered, as from sam local) as the HTTP integration stream
+// with the connected event and the replay of what the webhook ones stored.
+func testSamplesUnderRIE(t *testing.T, endpoint, rieBin string, bootstraps map[string]string) {
+	table, st := newTable(t, endpoint)
+	withSecret := startRIE(t, rieBin, bootstraps["webhook"], samLocal(t, "WebhookFunction", endpoint, table))
+	without := startRIE(t, rieBin, bootstraps["webhook"], samLocal(t, "WebhookFunction", endpoint, table, "WEBHOOK_SECRET"))
+	var stored []string
+	for _, tt := range webhookSamples {
+		r := without
+		if tt.secret {
+			r = withSecret
+		}
+		raw, err := os.ReadFile(filepath.Join("..", "events", tt.event))
+		if err != nil {
+			t.Fatal(err)
+		}
+		g := testutil.ParseGatewayResponse(t, r.invoke(t, raw))
+		var body struct {
+			Success *bool  `json:"success"`
+			Status  string `json:"status"`
+		}
+		_ = json.Unmarshal([]byte(g.Body), &body)
+		ok := g.StatusCode == tt.status
+		switch {
+		case tt.health:
+			ok = ok && body.Status == "ok"
+		case tt.stored != "":
+			ok = ok && body.Success != nil && *body.Success
+			stored = append(stored, tt.stored)
+		default:
+			ok = ok && body.Success != nil && !*body.Success
+		}
+		if !ok {
+			t.Errorf("%s (secret %v): %d %s, want %d", tt.event, tt.secret, g.StatusCode, g.Body, tt.status)
+		}
+	}
+	entries, err := st.Read(t.Context(), store.Partition("sam-local"), 0, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range entries {
+		got = append(got, e.Message.Text)
+	}
+	if !slices.Equal(got, stored) {
+		t.Errorf("stored %q, want %q", got, stored)
+	}
+
+	// events/env.json ends the stream after 10s, for a person at sam local;
+	// here after 2s.
+	env := append(samLocal(t, "StreamFunction", endpoint, table, "MAX_STREAM_DURATION", "HEARTBEAT_INTERVAL"),
+		"MAX_STREAM_DURATION=2s", "HEARTBEAT_INTERVAL=1s")
+	stream := startRIE(t, rieBin, bootstraps["stream"], env)
+	for _, name := range streamSamples {
+		raw, err := os.ReadFile(filepath.Join("..", "events", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := stream.invoke(t, raw)
+		head, body, found := bytes.Cut(out, make([]byte, 8))
+		var prelude struct {
+			StatusCode int               `json:"statusCode"`
+			Headers    map[string]string `json:"headers"`
+		}
+		if !found || json.Unmarshal(head, &prelude) != nil || prelude.StatusCode != 200 ||
+			prelude.Headers["Content-Type"] != "text/event-stream; charset=utf-8" {
+			t.Errorf("%s: %q, want an HTTP integration stream of status 200 with an event stream", name, out)
+			continue
+		}
+		rd := sse.NewReader(bytes.NewReader(body))
+		var kinds []string
+		for {
+			e, err := rd.Next()
+			if err != nil {
+				break
+			}
+			var m sseMessage
+			if json.Unmarshal([]byte(e.Data), &m) == nil {
+				kinds = append(kinds, m.Type+":"+m.Message)
+			}
+		}
+		want := []string{"connected:"}
+		for _, text := range stored {
+			want = append(want, "webhook_message:"+text)
+		}
+		if !slices.Equal(kinds, want) {
+			t.Errorf("%s: events %q, want %q", name, kinds, want)
+		}
+		if !bytes.Contains(body, []byte(": heartbeat")) {
+			t.Errorf("%s: no heartbeat in %q", name, body)
+		}
 	}
 }
 

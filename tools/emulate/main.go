@@ -23,7 +23,8 @@
 // The functions inherit this process's environment. When DYNAMODB_ENDPOINT
 // is set (DynamoDB Local), TABLE_NAME is created there first if it is
 // missing (-create-table=false to skip), since the functions expect the
-// table the SAM template creates on AWS.
+// table the SAM template creates on AWS; given no function at all, it only
+// creates the table (for sam local) and exits.
 // SIGINT or SIGTERM stops it: open streams are cut, other requests get up to
 // 10s to finish, then the functions get SIGTERM. A cut stream, like any
 // client that goes away, does not stop its function: as on AWS it runs on
@@ -91,9 +92,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if *webhook == "" && *stream == "" {
-		return errors.New("nothing to run: give -webhook and/or -stream")
-	}
 	if *payload != "2.0" && *payload != "1.0" {
 		return fmt.Errorf("-webhook-payload %q: want 2.0 or 1.0", *payload)
 	}
@@ -106,10 +104,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer stop()
 	logger := slog.New(slog.NewJSONHandler(stderr, nil))
 
-	if endpoint := os.Getenv("DYNAMODB_ENDPOINT"); endpoint != "" && *createTable {
-		if err := ensureTable(ctx, endpoint); err != nil {
+	endpoint := os.Getenv("DYNAMODB_ENDPOINT")
+	if endpoint != "" && *createTable {
+		table, err := ensureTable(ctx, endpoint)
+		if err != nil {
 			return err
 		}
+		if *webhook == "" && *stream == "" {
+			// The table alone, for functions run elsewhere (sam local).
+			fmt.Fprintf(stdout, "emulate: table %s ready at %s\n", table, endpoint)
+			return nil
+		}
+	}
+	if *webhook == "" && *stream == "" {
+		return errors.New("nothing to run: give -webhook and/or -stream (or neither, with DYNAMODB_ENDPOINT set: create the table and exit)")
 	}
 
 	type function struct {
@@ -233,22 +241,23 @@ func summary(recs []lambdaemu.Invocation) string {
 }
 
 // ensureTable creates the table the functions use (TABLE_NAME, default
-// webhook-relay) at endpoint if it is missing, as the template does on AWS.
-func ensureTable(ctx context.Context, endpoint string) error {
+// webhook-relay) at endpoint if it is missing, as the template does on AWS,
+// and returns its name.
+func ensureTable(ctx context.Context, endpoint string) (string, error) {
 	cfg, err := config.Load(config.Webhook|config.Stream, os.Getenv)
 	if err != nil {
-		return err
+		return "", err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	client, err := dynamostore.NewClient(ctx, endpoint)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := dynamostore.CreateTable(ctx, client, cfg.TableName); err != nil {
-		return fmt.Errorf("table %s at %s: %w", cfg.TableName, endpoint, err)
+		return "", fmt.Errorf("table %s at %s: %w", cfg.TableName, endpoint, err)
 	}
-	return nil
+	return cfg.TableName, nil
 }
 
 // cancelWith cancels the requests handled by h when done is.

@@ -152,8 +152,8 @@ func TestEnsureTable(t *testing.T) {
 	t.Setenv("TABLE_NAME", table)
 	client := dynamotest.Client(t, endpoint)
 	for i := range 2 {
-		if err := ensureTable(t.Context(), endpoint); err != nil {
-			t.Fatalf("ensureTable #%d: %v", i+1, err)
+		if got, err := ensureTable(t.Context(), endpoint); err != nil || got != table {
+			t.Fatalf("ensureTable #%d: %q, %v", i+1, got, err)
 		}
 	}
 	ttl, err := client.DescribeTimeToLive(t.Context(), &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
@@ -167,7 +167,23 @@ func TestEnsureTable(t *testing.T) {
 
 	t.Setenv("TABLE_NAME", "")
 	t.Setenv("RATE_LIMIT_PER_MINUTE", "-1")
-	if err := ensureTable(t.Context(), endpoint); err == nil || !strings.Contains(err.Error(), "RATE_LIMIT_PER_MINUTE") {
+	if _, err := ensureTable(t.Context(), endpoint); err == nil || !strings.Contains(err.Error(), "RATE_LIMIT_PER_MINUTE") {
 		t.Errorf("bad configuration: %v, want an error naming the variable", err)
+	}
+	t.Setenv("RATE_LIMIT_PER_MINUTE", "")
+
+	// No function to run: the table alone, for sam local.
+	t.Setenv("TABLE_NAME", table+"-only")
+	t.Setenv("DYNAMODB_ENDPOINT", endpoint)
+	var stdout testutil.Buffer
+	if err := run(t.Context(), nil, &stdout, io.Discard); err != nil || !strings.Contains(stdout.String(), "table "+table+"-only ready at "+endpoint) {
+		t.Errorf("run without functions: %v, %q", err, stdout.String())
+	}
+	if _, err := client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String(table + "-only")}); err != nil {
+		t.Errorf("the table alone was not created: %v", err)
+	}
+	t.Setenv("DYNAMODB_ENDPOINT", "")
+	if err := run(t.Context(), nil, io.Discard, io.Discard); err == nil {
+		t.Error("run with nothing to do: want an error")
 	}
 }
