@@ -9,8 +9,10 @@ package infra_test
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -29,14 +31,16 @@ import (
 
 const templatePath = "../template.yaml"
 
-// functions are the template's Lambda functions and what each runs.
-var functions = []struct {
+// templateFunction is one of the template's Lambda functions and what it runs.
+type templateFunction struct {
 	logicalID string
 	component config.Component
 	// storeMethods are the store methods the function's handler calls: the
 	// methods of the interface it takes.
 	storeMethods []string
-}{
+}
+
+var functions = []templateFunction{
 	{"WebhookFunction", config.Webhook, methodNames(reflect.TypeFor[ingest.Store]())},
 	{"StreamFunction", config.Stream, methodNames(reflect.TypeFor[stream.Store]())},
 }
@@ -531,17 +535,27 @@ func TestFunctionsRuntimeAndBuild(t *testing.T) {
 	}
 }
 
+// TestStreamFunctionURL: the stream function and, in the FunctionUrl shape,
+// its URL (the transformed template's fronts are checked in
+// transform_test.go).
 func TestStreamFunctionURL(t *testing.T) {
 	tmpl := loadTemplate(t)
 	if got := get(tmpl, "Resources", "StreamFunction", "Properties", "Timeout"); got != 900 {
 		t.Errorf("StreamFunction Timeout = %v, want 900 (Lambda's maximum)", got)
 	}
-	url := mapAt(t, tmpl, "Resources", "StreamFunction", "Properties", "FunctionUrlConfig")
+	if get(tmpl, "Resources", "StreamFunction", "Properties", "FunctionUrlConfig") != nil {
+		t.Error("StreamFunction has a FunctionUrlConfig: SAM makes its URL unconditionally, also in the RestApi shape")
+	}
+	urlRes := mapAt(t, tmpl, "Resources", "StreamFunctionUrl")
+	if urlRes["Type"] != "AWS::Lambda::Url" || urlRes["Condition"] != "UseFunctionUrl" {
+		t.Errorf("StreamFunctionUrl: %v, condition %v; want an AWS::Lambda::Url in the FunctionUrl shape only", urlRes["Type"], urlRes["Condition"])
+	}
+	url := mapAt(t, urlRes, "Properties")
 	if url["InvokeMode"] != "RESPONSE_STREAM" {
-		t.Errorf("FunctionUrlConfig.InvokeMode = %v, want RESPONSE_STREAM", url["InvokeMode"])
+		t.Errorf("InvokeMode = %v, want RESPONSE_STREAM", url["InvokeMode"])
 	}
 	if url["AuthType"] != "NONE" {
-		t.Errorf("FunctionUrlConfig.AuthType = %v, want NONE (browsers' EventSource cannot sign)", url["AuthType"])
+		t.Errorf("AuthType = %v, want NONE (browsers' EventSource cannot sign)", url["AuthType"])
 	}
 	// GET for the stream, POST for the close beacon; nothing else.
 	if !reflect.DeepEqual(get(url, "Cors", "AllowMethods"), []any{"GET", "POST"}) {
@@ -552,7 +566,7 @@ func TestStreamFunctionURL(t *testing.T) {
 	}
 	// The planned end comes before the deadline for every allowed heartbeat.
 	timeout := 900 * time.Second
-	for _, hb := range []string{"1", "300"} {
+	for _, hb := range candidates(get(tmpl, "Parameters", "HeartbeatSeconds")) {
 		e := newEvaluator(t, tmpl, map[string]string{"HeartbeatSeconds": hb})
 		cfg, err := config.Load(config.Stream, getenv(environment(t, e, "StreamFunction")))
 		if err != nil {
@@ -585,55 +599,45 @@ func mentions(v node, name string) bool {
 	return false
 }
 
-func TestWebhookAPI(t *testing.T) {
+// TestFronts: the functions have no SAM events (they would make their
+// routes and permissions in every shape); each shape's API is declared with
+// its own condition and stage throttling from the parameters. What they
+// route where is checked on the transformed template (transform_test.go).
+func TestFronts(t *testing.T) {
 	tmpl := loadTemplate(t)
-	type route struct{ method, path string }
-	var routes []route
-	var apis []string
-	for name, ev := range mapAt(t, tmpl, "Resources", "WebhookFunction", "Properties", "Events") {
-		typ := get(ev, "Type")
-		if typ != "HttpApi" && typ != "Api" {
-			t.Errorf("event %s has type %v, want HttpApi or Api", name, typ)
-			continue
-		}
-		m, _ := get(ev, "Properties", "Method").(string)
-		p, _ := get(ev, "Properties", "Path").(string)
-		routes = append(routes, route{strings.ToUpper(m), p})
-		if id, ok := get(ev, "Properties", "ApiId", "Ref").(string); ok {
-			apis = append(apis, id)
-		} else if id, ok := get(ev, "Properties", "RestApiId", "Ref").(string); ok {
-			apis = append(apis, id)
-		} else {
-			t.Errorf("event %s uses SAM's implicit API: name an API resource with stage throttling", name)
+	for _, f := range functions {
+		if get(tmpl, "Resources", f.logicalID, "Properties", "Events") != nil {
+			t.Errorf("%s has Events: SAM cannot make them conditional on StreamEndpoint", f.logicalID)
 		}
 	}
-	slices.SortFunc(routes, func(a, b route) int {
-		return strings.Compare(a.method+" "+a.path, b.method+" "+b.path)
-	})
-	if want := []route{{"GET", ingest.Path}, {"POST", ingest.Path}, {"POST", ingest.TokenPath}}; !slices.Equal(routes, want) {
-		t.Errorf("routes %v, want %v", routes, want)
-	}
-	for _, id := range slices.Compact(apis) {
-		api := get(tmpl, "Resources", id)
-		var throttle node
-		switch get(api, "Type") {
-		case "AWS::Serverless::HttpApi":
-			throttle = get(api, "Properties", "DefaultRouteSettings")
-		case "AWS::Serverless::Api":
-			throttle = get(api, "Properties", "MethodSettings")
-		default:
-			t.Errorf("API %s has type %v", id, get(api, "Type"))
-			continue
+	for _, api := range []struct{ id, typ, condition, throttle string }{
+		{"WebhookApi", "AWS::Serverless::HttpApi", "UseFunctionUrl", "DefaultRouteSettings"},
+		{"RelayApi", "AWS::Serverless::Api", "UseRestApi", "MethodSettings"},
+	} {
+		r := get(tmpl, "Resources", api.id)
+		if get(r, "Type") != api.typ || get(r, "Condition") != api.condition {
+			t.Errorf("%s: %v with condition %v, want %s with %s", api.id, get(r, "Type"), get(r, "Condition"), api.typ, api.condition)
 		}
+		throttle := get(r, "Properties", api.throttle)
 		for _, p := range []string{"ApiThrottlingRateLimit", "ApiThrottlingBurstLimit"} {
 			if !mentions(throttle, p) {
-				t.Errorf("API %s: stage throttling does not use parameter %s: %v", id, p, throttle)
+				t.Errorf("%s: stage throttling does not use parameter %s: %v", api.id, p, throttle)
 			}
 		}
 	}
-	// API Gateway gives up on an integration after 30 s.
-	if got, _ := get(tmpl, "Resources", "WebhookFunction", "Properties", "Timeout").(int); got < 1 || got > 29 {
-		t.Errorf("WebhookFunction Timeout = %v, want 1-29 s (API Gateway's integration limit is 30 s)", got)
+	for _, shape := range []string{"FunctionUrl", "RestApi"} {
+		e := newEvaluator(t, tmpl, map[string]string{"StreamEndpoint": shape})
+		rest, err := e.condition("UseRestApi")
+		if err != nil {
+			t.Fatal(err)
+		}
+		url, err := e.condition("UseFunctionUrl")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rest == url || rest != (shape == "RestApi") {
+			t.Errorf("StreamEndpoint=%s: UseRestApi %v, UseFunctionUrl %v", shape, rest, url)
+		}
 	}
 }
 
@@ -709,7 +713,12 @@ func TestEnvironmentMatchesConfig(t *testing.T) {
 					want = append(want, v.Name)
 				}
 			}
-			for k := range env {
+			for k, v := range env {
+				// Declared empty so that sam local --env-vars may set it
+				// (SAM local overrides declared variables only).
+				if slices.Contains(localOnly, k) && v == "" {
+					continue
+				}
 				got = append(got, k)
 			}
 			slices.Sort(want)
@@ -786,6 +795,7 @@ var samples = map[string][]string{
 	"WebhookSigningSecret": {"whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))},
 	"AllowedOrigins":       {"*", "https://chat.example.com", "https://a.example.com,http://localhost:8080"},
 	"StreamTokenSecret":    {"a-stream-token-secret-of-32-bytes!", "new-secret-of-thirty-two-bytes-xx,old-secret-of-thirty-two-bytes-yy"},
+	"AlarmEmail":           {"ops@example.com", "first.last+relay@sub.example.co.uk"},
 }
 
 // rejected are values a parameter's AllowedPattern must refuse.
@@ -795,6 +805,7 @@ var rejected = map[string][]string{
 	"WebhookSigningSecret": {"not-whsec", "whsec_"},
 	"StreamTokenSecret":    {"too-short", "a-stream-token-secret-of-32-bytes!,short", "has a space in it and is long enough"},
 	"AllowedOrigins":       {"", "https://a.example.com, https://b.example.com", "https://a.example.com/path", "example.com", "*,https://a.example.com"},
+	"AlarmEmail":           {"ops", "ops@example", "a b@example.com", "a@example.com,b@example.com"},
 }
 
 func hours(v string) time.Duration   { return time.Duration(atoi(v)) * time.Hour }
@@ -813,7 +824,8 @@ func TestParameters(t *testing.T) {
 	params := mapAt(t, tmpl, "Parameters")
 	for _, name := range []string{"WebhookSecret", "MessageTtlHours", "ReplayCount", "HeartbeatSeconds",
 		"PollIntervalMs", "AllowedOrigins", "RateLimitPerMinute", "LogRetentionDays",
-		"PointInTimeRecovery", "StreamReservedConcurrency", "ApiThrottlingRateLimit", "ApiThrottlingBurstLimit"} {
+		"PointInTimeRecovery", "StreamReservedConcurrency", "ApiThrottlingRateLimit", "ApiThrottlingBurstLimit",
+		"StreamEndpoint", "AlarmEmail"} {
 		if params[name] == nil {
 			t.Errorf("parameter %s is missing", name)
 		}
@@ -913,7 +925,7 @@ func TestParameterUnits(t *testing.T) {
 					t.Errorf("%s=%q: %s's configuration holds %v, want %v", name, v, f.logicalID, got, want)
 				}
 				if name == "AllowedOrigins" && f.logicalID == "StreamFunction" {
-					cors, err := e.eval(get(tmpl, "Resources", "StreamFunction", "Properties", "FunctionUrlConfig", "Cors", "AllowOrigins"))
+					cors, err := e.eval(get(tmpl, "Resources", "StreamFunctionUrl", "Properties", "Cors", "AllowOrigins"))
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -1019,32 +1031,44 @@ func TestLogGroups(t *testing.T) {
 	}
 }
 
-func TestOutputs(t *testing.T) {
+// TestSAMLocalEnv: events/env.json, the --env-vars file of docs/deploy.md's
+// SAM local commands, sets only variables the template declares on each
+// function: SAM local silently ignores any other. Every sample event there
+// is documented.
+func TestSAMLocalEnv(t *testing.T) {
 	tmpl := loadTemplate(t)
-	outputs := mapAt(t, tmpl, "Outputs")
-	e := newEvaluator(t, tmpl, nil)
-	want := map[string]string{
-		"WebhookUrl": "https://<Ref:WebhookApi>.execute-api.us-east-1.amazonaws.com/api/webhook",
-		"HealthUrl":  "https://<Ref:WebhookApi>.execute-api.us-east-1.amazonaws.com/api/webhook",
-		// A function URL ends with a slash.
-		"StreamUrl":    "<StreamFunctionUrl.FunctionUrl>api/webhook/stream",
-		"ChatPageHint": "http://localhost:3000/?stream=<StreamFunctionUrl.FunctionUrl>api/webhook/stream&api=https://<Ref:WebhookApi>.execute-api.us-east-1.amazonaws.com/api/webhook",
-		"TableName":    "<Ref:MessagesTable>",
+	raw, err := os.ReadFile("../events/env.json")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for name, w := range want {
-		o := outputs[name]
-		if o == nil {
-			t.Errorf("output %s is missing", name)
+	var env map[string]map[string]string
+	if err := json.Unmarshal(raw, &env); err != nil {
+		t.Fatalf("events/env.json: %v", err)
+	}
+	e := newEvaluator(t, tmpl, nil)
+	for fn, vars := range env {
+		if !slices.ContainsFunc(functions, func(f templateFunction) bool { return f.logicalID == fn }) {
+			t.Errorf("events/env.json sets variables of %s, which is no function of the template", fn)
 			continue
 		}
-		if s, _ := get(o, "Description").(string); s == "" {
-			t.Errorf("output %s has no description", name)
+		declared := environment(t, e, fn)
+		for k := range vars {
+			if _, ok := declared[k]; !ok {
+				t.Errorf("events/env.json sets %s on %s, which the template does not declare: sam local would ignore it", k, fn)
+			}
 		}
-		got, err := e.str(get(o, "Value"))
-		if err != nil {
-			t.Errorf("output %s: %v", name, err)
-		} else if got != w {
-			t.Errorf("output %s = %q, want %q", name, got, w)
+	}
+	doc, err := os.ReadFile("../docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples, err := filepath.Glob("../events/*.json")
+	if err != nil || len(samples) < 5 {
+		t.Fatalf("events/*.json: %v %v", samples, err)
+	}
+	for _, p := range samples {
+		if name := "events/" + filepath.Base(p); !strings.Contains(string(doc), name) {
+			t.Errorf("docs/deploy.md does not mention %s", name)
 		}
 	}
 }
