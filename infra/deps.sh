@@ -8,6 +8,8 @@
 #                     the system python3; the Node.js one's jsonwebtoken is
 #                     installed by its test with npm ci, pinned)
 #   cfn-lint          the SAM template check
+#   aws-sam-translator  the template's transform test (infra/sam-transform.py):
+#                     the exact version whose output the test was written against
 # When everything is there it only looks (no apt-get update). Debian
 # packages are installed as root; otherwise it stops with the command to
 # run. Python packages are pinned. WEBHOOK_RELAY_SKIP_DEPS=1 skips it all
@@ -16,6 +18,7 @@ set -euo pipefail
 
 REQUESTS_VERSION=2.34.2
 CFN_LINT_VERSION=1.51.0
+SAM_TRANSLATOR_VERSION=1.110.0
 
 have() { command -v "$1" >/dev/null 2>&1; }
 say() { printf 'deps: %s\n' "$*" >&2; }
@@ -31,6 +34,9 @@ java_major() {
 }
 java_ok() { have java && [[ "$(java_major)" -ge 17 ]] 2>/dev/null; }
 requests_ok() { have python3 && python3 -c 'import requests' >/dev/null 2>&1; }
+sam_translator_ok() {
+	have python3 && python3 -c "import sys, samtranslator; sys.exit(samtranslator.__version__ != '$SAM_TRANSLATOR_VERSION')" >/dev/null 2>&1
+}
 # PyJWT in the python3 on PATH or in the system one (Debian's python3-jwt).
 pyjwt_ok() {
 	{ have python3 && python3 -c 'import jwt'; } >/dev/null 2>&1 ||
@@ -51,6 +57,7 @@ check() {
 	pyjwt_ok || apt_pkgs+=(python3-jwt)
 	requests_ok || pip_pkgs+=("requests==$REQUESTS_VERSION")
 	have cfn-lint || pip_pkgs+=("cfn-lint==$CFN_LINT_VERSION")
+	sam_translator_ok || pip_pkgs+=("aws-sam-translator==$SAM_TRANSLATOR_VERSION")
 	if ((${#pip_pkgs[@]})) && ! python3 -m pip --version >/dev/null 2>&1; then
 		apt_pkgs+=(python3-pip)
 	fi
