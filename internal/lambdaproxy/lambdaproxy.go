@@ -1,7 +1,8 @@
 // Package lambdaproxy adapts the relay's http.Handlers to Lambda: API
 // Gateway proxy events of either payload version for the webhook function,
-// and panic recovery for both (a panic in a lambdaurl handler would kill the
-// process after answering 200 with a truncated body).
+// a streamed response to a function URL or a REST API for the stream
+// function, and panic recovery for both (a panic in a streaming handler
+// would kill the process after answering 200 with a truncated body).
 package lambdaproxy
 
 import (
