@@ -111,6 +111,8 @@ emulate:
 
 # cfn-lint is preinstalled on these machines; elsewhere: pip install cfn-lint.
 # Missing, it is skipped with a warning, except with CI=true, where that fails.
+# It checks every combination of the template's conditions, so both StreamEndpoint
+# shapes (infra/transform_test.go's TestLintPerShape also lints each on its own).
 .PHONY: lint-template
 lint-template:
 	@if command -v cfn-lint >/dev/null 2>&1; then \
