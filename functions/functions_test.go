@@ -10,6 +10,7 @@ package functions_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -103,6 +104,10 @@ func TestRealBinaries(t *testing.T) {
 	t.Run("WebhookUnderRIE", func(t *testing.T) {
 		t.Parallel()
 		testWebhookUnderRIE(t, endpoint, needRIE(t), bootstraps["webhook"])
+	})
+	t.Run("OneOriginUnderEmulator", func(t *testing.T) {
+		t.Parallel()
+		testOneOrigin(t, endpoint, bootstraps)
 	})
 	t.Run("SamplesUnderRIE", func(t *testing.T) {
 		t.Parallel()
@@ -421,6 +426,91 @@ func testWebhookUnderRIE(t *testing.T, endpoint, rieBin, bootstrap string) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"status":"ok"`) {
 		t.Errorf("health through lambdaemu: %d %s", resp.StatusCode, b)
+	}
+}
+
+// ---- the RestApi shape: one origin ---------------------------------------------------
+
+// testOneOrigin serves both real bootstraps as the template's RestApi shape
+// does, on one origin: the chat page at / from the webhook function, a POST
+// (gzipped, which the REST API passes as a base64 body) and the errors of
+// unknown paths and methods as the relay's JSON, and the stream next to the
+// page, which gets the message.
+func testOneOrigin(t *testing.T, endpoint string, bootstraps map[string]string) {
+	table, _ := newTable(t, endpoint)
+	env := functionEnv(endpoint, table, "RATE_LIMIT_PER_MINUTE=0", "SESSION_RATE_LIMIT_PER_MINUTE=0", "HEARTBEAT_INTERVAL=1s", "POLL_INTERVAL=200ms")
+	start := func(name string) *lambdaemu.Emulator {
+		// Two processes: the open stream holds one (as on Lambda, an instance per stream).
+		e, err := lambdaemu.Start(t.Context(), lambdaemu.Function{Path: bootstraps[name], Env: env, Timeout: 30 * time.Second, Concurrency: 2})
+		if err != nil {
+			t.Fatalf("lambdaemu %s: %v", name, err)
+		}
+		t.Cleanup(func() { e.Close() })
+		return e
+	}
+	webhook, stream := start("webhook"), start("stream")
+	mux := http.NewServeMux()
+	mux.Handle("/", webhook.APIGatewayV1Handler())
+	mux.Handle("/api/webhook/stream", stream.APIGatewayV1StreamHandler(0))
+	mux.Handle("/api/webhook/stream/", stream.APIGatewayV1StreamHandler(0))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+
+	resp, err := http.Get(srv.URL + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		!strings.Contains(resp.Header.Get("Content-Security-Policy"), "connect-src 'self';") || !bytes.Contains(page, []byte("EventSource")) {
+		t.Fatalf("GET /: %d %v, %d bytes; want the chat page, its stream on its own origin", resp.StatusCode, resp.Header, len(page))
+	}
+
+	streamResp, events, _ := openStream(t, srv.URL+"/api/webhook/stream?sessionId=one", "")
+	defer streamResp.Body.Close() // before srv.Close, which waits for open requests
+	if _, m := nextEvent(t, events, 10*time.Second); m.Type != "connected" {
+		t.Fatalf("first event %+v, want connected", m)
+	}
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(`{"message":"one origin","sessionId":"one"}`))
+	zw.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/webhook", &gz)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Encoding", "gzip")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !bytes.Contains(body, []byte(`"success":true`)) {
+		t.Fatalf("gzipped POST: %d %s", resp.StatusCode, body)
+	}
+	if _, m := nextEvent(t, events, 10*time.Second); m.Type != "webhook_message" || m.Message != "one origin" {
+		t.Errorf("event %+v, want the message", m)
+	}
+
+	for _, c := range []struct {
+		method, path string
+		status       int
+	}{
+		{http.MethodGet, "/nowhere", http.StatusNotFound},
+		{http.MethodDelete, "/api/webhook", http.StatusMethodNotAllowed},
+		{http.MethodPost, "/", http.StatusMethodNotAllowed},
+		{http.MethodGet, "/api/webhook/stream/nowhere", http.StatusNotFound},
+	} {
+		req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.status || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") || !bytes.Contains(body, []byte(`"success":false`)) {
+			t.Errorf("%s %s: %d %q %s, want %d with the relay's JSON error", c.method, c.path, resp.StatusCode, resp.Header.Get("Content-Type"), body, c.status)
+		}
 	}
 }
 
