@@ -19,8 +19,9 @@ import (
 // run (and be billed) to its planned end; the page's close beacon reaches
 // the function as a second, short invocation in another environment, and
 // the stream notices it through the partition it reads anyway, ending within
-// POLL_INTERVAL + 1 s. Presence drops at once.
-func testStreamCloseUnderEmulator(t *testing.T, endpoint, bootstrap string) {
+// POLL_INTERVAL + 1 s. Presence drops at once. front is the function URL or
+// the REST API, as in testStreamUnderEmulator.
+func testStreamCloseUnderEmulator(t *testing.T, endpoint, bootstrap string, front func(*lambdaemu.Emulator) http.Handler) {
 	const poll = 200 * time.Millisecond
 	table, st := newTable(t, endpoint)
 	out := &testutil.Buffer{}
@@ -44,7 +45,7 @@ func testStreamCloseUnderEmulator(t *testing.T, endpoint, bootstrap string) {
 			t.Logf("function output:\n%s", out)
 		}
 	}()
-	srv := httptest.NewServer(e.FunctionURLHandler())
+	srv := httptest.NewServer(front(e))
 	defer srv.Close()
 
 	for _, session := range []string{"x", ""} { // a session's partition, and broadcast

@@ -128,11 +128,11 @@ func TestRealBinaries(t *testing.T) {
 			t.Parallel()
 			testStreamUnderEmulator(t, endpoint, bootstraps["stream"], front.handler)
 		})
+		t.Run("StreamCloseUnderEmulator/"+front.name, func(t *testing.T) {
+			t.Parallel()
+			testStreamCloseUnderEmulator(t, endpoint, bootstraps["stream"], front.handler)
+		})
 	}
-	t.Run("StreamCloseUnderEmulator", func(t *testing.T) {
-		t.Parallel()
-		testStreamCloseUnderEmulator(t, endpoint, bootstraps["stream"])
-	})
 }
 
 // ---- environment -------------------------------------------------------------

@@ -8,6 +8,7 @@ package infra_test
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/ingest"
+	"github.com/webhook-relay/webhook-relay/internal/metrics"
 	"github.com/webhook-relay/webhook-relay/internal/store/dynamostore"
 	"github.com/webhook-relay/webhook-relay/internal/stream"
 	"github.com/webhook-relay/webhook-relay/internal/testutil"
@@ -40,10 +42,58 @@ var shapes = []string{functionURLShape, restAPIShape}
 // logging (SAM's default).
 const basicExecutionRole = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 
-// relayMetrics are the relay's own metrics (namespace WebhookRelay, EMF)
-// that the dashboard shows.
-var relayMetrics = []string{"WebhooksAccepted", "WebhooksRefused", "StoreErrors", "StoreThrottles",
-	"MessagesDelivered", "HolesClosed", "StreamsOpened", "StreamsEnded", "StreamDurationMs", "Listeners"}
+// emittedMetric is how one of the relay's own metrics reaches CloudWatch:
+// the function that writes it and its dimensions.
+type emittedMetric struct {
+	function   string
+	dimensions []string
+}
+
+// relayMetrics asks internal/metrics itself which metrics each function
+// writes, under which dimensions: the EMF directives of a log line for every
+// kind of event.
+func relayMetrics(t *testing.T) map[string]emittedMetric {
+	t.Helper()
+	rec := metrics.EMF{Function: "f"}
+	events := map[string][][]slog.Attr{
+		"WebhookFunction": {
+			rec.Webhook(metrics.Webhook{Status: 200, Listeners: 2}),
+			rec.Webhook(metrics.Webhook{Status: 503, StoreError: true, Throttled: true}),
+		},
+		"StreamFunction": {rec.StreamOpened(), rec.StreamEnded(metrics.StreamEnd{Reason: "planned end", Duration: time.Second, Delivered: 1, Holes: 1})},
+	}
+	out := map[string]emittedMetric{}
+	for fn, lines := range events {
+		for _, attrs := range lines {
+			var b strings.Builder
+			slog.New(slog.NewJSONHandler(&b, nil)).LogAttrs(t.Context(), slog.LevelInfo, "event", attrs...)
+			var doc struct {
+				AWS struct {
+					CloudWatchMetrics []struct {
+						Namespace  string
+						Dimensions [][]string
+						Metrics    []struct{ Name string }
+					}
+				} `json:"_aws"`
+			}
+			if err := json.Unmarshal([]byte(b.String()), &doc); err != nil {
+				t.Fatalf("EMF line %s: %v", b.String(), err)
+			}
+			for _, d := range doc.AWS.CloudWatchMetrics {
+				for _, m := range d.Metrics {
+					if d.Namespace != metrics.Namespace || len(d.Dimensions) != 1 {
+						t.Fatalf("EMF directive %+v: want namespace %s, one dimension set", d, metrics.Namespace)
+					}
+					out[m.Name] = emittedMetric{fn, d.Dimensions[0]}
+				}
+			}
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("relay metrics %v: fewer than the issue's ten", out)
+	}
+	return out
+}
 
 // deployment is the transformed template with parameter values: what
 // CloudFormation would create.
@@ -691,9 +741,13 @@ func checkDashboard(t *testing.T, d deployment, shape string) {
 	if !strings.Contains(raw, api) {
 		t.Errorf("the dashboard does not show the API (%s)", api)
 	}
-	for _, m := range relayMetrics {
-		if !strings.Contains(raw, `Namespace=\"WebhookRelay\" MetricName=\"`+m+`\"`) {
-			t.Errorf("the dashboard does not show WebhookRelay %s", m)
+	// Each of the relay's metrics, found by its exact dimension set and this
+	// stack's function.
+	for name, m := range relayMetrics(t) {
+		search := fmt.Sprintf(`SEARCH('{%s,%s} MetricName=\"%s\" Function=\"<Ref:%s>\"'`,
+			metrics.Namespace, strings.Join(m.dimensions, ","), name, m.function)
+		if !strings.Contains(raw, search) {
+			t.Errorf("the dashboard does not show %s as written (want %s)", name, search)
 		}
 	}
 }
