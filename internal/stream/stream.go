@@ -1,7 +1,8 @@
 // Package stream serves GET /api/webhook/stream: Server-Sent Events for one
 // chat window, with replay, exact resume from Last-Event-ID, heartbeats, a
 // connection lease, and a planned end before the Lambda deadline. The same
-// handler runs under net/http and under lambdaurl (RESPONSE_STREAM).
+// handler runs under net/http, behind a function URL (RESPONSE_STREAM) and
+// behind a REST API's streamed integration (internal/lambdaproxy.Stream).
 package stream
 
 import (
