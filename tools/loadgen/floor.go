@@ -310,17 +310,9 @@ func serveBounded(ctx context.Context, name, addr string, srv *http.Server, grac
 	return srv.Close()
 }
 
-// floorProcess is a floor server running as a child process, so that its
-// RSS and CPU are measured apart from the generator's, as the relay's are.
-type floorProcess struct {
-	URL string
-	PID int
-	cmd *exec.Cmd
-}
-
 // startFloorProcess starts this executable as a floor server on a free
 // loopback port and waits for its URL.
-func startFloorProcess(ctx context.Context) (*floorProcess, error) {
+func startFloorProcess(ctx context.Context) (*serverProcess, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("floor: find own executable: %w", err)
@@ -337,7 +329,7 @@ func startFloorProcess(ctx context.Context) (*floorProcess, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("floor: start %s: %w", exe, err)
 	}
-	p := &floorProcess{PID: cmd.Process.Pid, cmd: cmd}
+	p := newServerProcess(cmd, "")
 	lines := make(chan string, 1)
 	go func() {
 		br := bufio.NewReader(stdout)
@@ -362,21 +354,5 @@ func startFloorProcess(ctx context.Context) (*floorProcess, error) {
 	case <-ctx.Done():
 		p.Stop()
 		return nil, ctx.Err()
-	}
-}
-
-// Stop ends the floor process (by its pid) and reaps it.
-func (p *floorProcess) Stop() {
-	if p == nil || p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-done
 	}
 }

@@ -25,6 +25,7 @@ import (
 type config struct {
 	Target             string        // base URL of the server, loopback only
 	Floor              bool          // start the built-in floor and target it
+	Centrifugo         string        // path of a Centrifugo binary: start it (centrifugo.go) and target it
 	ServerPID          int           // server process for RSS/CPU (0: unknown)
 	Subscribers        int           // S SSE streams
 	Sessions           int           // K sessions; 0: every stream broadcast-only
@@ -50,6 +51,8 @@ type config struct {
 	Label              string        // name in the report
 	MaxRun             time.Duration // hard bound on the whole run; 0: derived
 	Log                io.Writer     // progress and notes; nil: discard
+
+	wire wire // with Target: the protocol to speak (tests: a fake Centrifugo); nil: the relay's
 }
 
 func (c *config) defaults() {
@@ -100,8 +103,12 @@ func (c *config) validate() error {
 		return errors.New("-broadcast-ratio must be 0..1")
 	case !c.Idle && c.Duration == 0:
 		return errors.New("-duration must be > 0 (or use -idle)")
-	case c.Target == "" && !c.Floor:
-		return errors.New("give -target URL or -floor")
+	case c.Target == "" && !c.Floor && c.Centrifugo == "":
+		return errors.New("give -target URL, -floor or -centrifugo PATH")
+	case (c.Target != "") && c.Floor || (c.Target != "" || c.Floor) && c.Centrifugo != "":
+		return errors.New("give only one of -target, -floor and -centrifugo")
+	case c.Centrifugo != "" && (c.Sender || c.Idempotency || c.ReconnectMean > 0 || c.FaultControl != "" || c.DDBCounts != ""):
+		return errors.New("-centrifugo measures plain publishing and streams: no -sender, -idempotency, -reconnect-mean, -fault-control or -ddb-counts")
 	case len(c.FaultSchedule) > 0 && c.FaultControl == "":
 		return errors.New("-fault-schedule needs -fault-control URL")
 	}
@@ -133,6 +140,7 @@ type gen struct {
 	hostport string
 	basePath string
 	client   *http.Client
+	wire     wire // the server's protocol
 
 	subs       []*subscriber
 	live       []*subscriber // connected at the start of publishing
@@ -345,8 +353,14 @@ func (g *gen) publish(ctx context.Context, w *worker) {
 	}
 	b = append(b, '}')
 	w.body = b
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, g.base+"/api/webhook", bytes.NewReader(b))
-	req.Header.Set("Content-Type", "application/json")
+	session := ""
+	if target >= 0 {
+		session = g.sessionIDOf(int(target))
+	}
+	req, err := g.wire.publishRequest(ctx, g.base, b, session)
+	if err != nil {
+		panic(err) // the base URL was parsed when the run started
+	}
 	if g.cfg.Idempotency {
 		req.Header.Set("Idempotency-Key", "lg-"+g.run+"-"+strconv.FormatInt(n, 10))
 	}
@@ -368,7 +382,7 @@ func (g *gen) publish(ctx context.Context, w *worker) {
 			why = "read error"
 		case resp.StatusCode != http.StatusOK:
 			why = strconv.Itoa(resp.StatusCode)
-		case !bytes.Contains(body, []byte(`"success":true`)):
+		case !g.wire.accepted(resp.StatusCode, body):
 			why = "200 without success"
 		default:
 			ok = true
@@ -391,7 +405,7 @@ func (g *gen) publish(ctx context.Context, w *worker) {
 // result is a run's figures: JSON for bench.sh, a markdown row for people.
 type result struct {
 	Label     string    `json:"label"`
-	Kind      string    `json:"kind"` // "relay" or "floor"
+	Kind      string    `json:"kind"` // "relay", "floor" or "centrifugo"
 	Target    string    `json:"target"`
 	Run       string    `json:"run"`
 	Started   time.Time `json:"started"`
@@ -515,14 +529,30 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.MaxRun)
 	defer cancel()
 
+	// Before any server is started: a child inherits the limit.
+	if _, err := raiseFileLimit(cfg.Subscribers + cfg.Concurrency + 64); err != nil {
+		return nil, err
+	}
 	kind := "relay"
-	if cfg.Floor {
+	var w wire = relayWire{}
+	if cfg.wire != nil {
+		w = cfg.wire
+	}
+	switch {
+	case cfg.Floor:
 		fp, err := startFloorProcess(ctx)
 		if err != nil {
 			return nil, err
 		}
 		defer fp.Stop()
 		cfg.Target, cfg.ServerPID, kind = fp.URL, fp.PID, "floor"
+	case cfg.Centrifugo != "":
+		cp, cw, err := startCentrifugo(ctx, cfg.Centrifugo)
+		if err != nil {
+			return nil, err
+		}
+		defer cp.Stop()
+		cfg.Target, cfg.ServerPID, kind, w = cp.URL, cp.PID, "centrifugo", cw
 	}
 	u, err := url.Parse(cfg.Target)
 	if err != nil || u.Scheme != "http" || u.Host == "" {
@@ -531,14 +561,12 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 	if err := checkLoopback(u.Host); err != nil {
 		return nil, err
 	}
-	if _, err := raiseFileLimit(cfg.Subscribers + cfg.Concurrency + 64); err != nil {
-		return nil, err
-	}
 	var runID [4]byte
 	_, _ = rand.Read(runID[:])
 	g := &gen{
 		cfg: cfg, run: hex.EncodeToString(runID[:]),
 		base: strings.TrimSuffix(cfg.Target, "/"), hostport: u.Host, basePath: strings.TrimSuffix(u.Path, "/"),
+		wire: w,
 		client: &http.Client{
 			Timeout: 15 * time.Second,
 			Transport: &http.Transport{
@@ -854,8 +882,11 @@ func label(cfg config) string {
 	if cfg.Label != "" {
 		return cfg.Label
 	}
-	if cfg.Floor {
+	switch {
+	case cfg.Floor:
 		return "floor"
+	case cfg.Centrifugo != "":
+		return "centrifugo"
 	}
 	return "relay"
 }
@@ -954,29 +985,6 @@ func (g *gen) finish(res *result, recs []pubRecord, pubStart, pubEnd time.Time) 
 		problem("no message was accepted")
 	}
 	res.OK = len(res.Problems) == 0
-}
-
-// health GETs /api/webhook and returns activeConnections.
-func (g *gen) health(ctx context.Context) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, g.base+"/api/webhook", nil)
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	var h struct {
-		Status            string `json:"status"`
-		ActiveConnections int    `json:"activeConnections"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&h); err != nil {
-		return 0, fmt.Errorf("health: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK || h.Status != "ok" {
-		return 0, fmt.Errorf("health: %d %q", resp.StatusCode, h.Status)
-	}
-	return h.ActiveConnections, nil
 }
 
 // progress prints a line every cfg.Progress until done: what was sent and

@@ -31,6 +31,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,6 +64,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var cfg config
 	fs.StringVar(&cfg.Target, "target", "", "base URL of the relay (loopback only), e.g. http://127.0.0.1:3000")
 	fs.BoolVar(&cfg.Floor, "floor", false, "start the built-in minimal fan-out server on a free 127.0.0.1 port and target it")
+	fs.StringVar(&cfg.Centrifugo, "centrifugo", "", "start this Centrifugo binary (v6) on a free 127.0.0.1 port with a generated config and target it: HTTP publish API, uni_sse streams with a connection JWT")
 	fs.IntVar(&cfg.ServerPID, "server-pid", 0, "PID of the server, for RSS/CPU/threads from /proc (set automatically with -floor)")
 	fs.IntVar(&cfg.Subscribers, "subscribers", 100, "S: SSE subscribers")
 	fs.IntVar(&cfg.Sessions, "sessions", 0, "K: sessions the subscribers are spread over (subscriber i on session i%K); 0 = all broadcast-only")
@@ -244,7 +246,7 @@ func markdownRow(r *result) string {
 func printSummary(w io.Writer, r *result) {
 	d := r.Delivery
 	fmt.Fprintf(w, "%s (%s, %s) run %s: %d/%d streams connected (connect p50 %.1f ms, p99 %.1f ms)\n",
-		label(config{Label: r.Label, Floor: r.Kind == "floor"}), r.Kind, r.Target, r.Run, r.Connect.OK, r.Params.Subscribers,
+		cmp.Or(r.Label, r.Kind), r.Kind, r.Target, r.Run, r.Connect.OK, r.Params.Subscribers,
 		r.Connect.TimeMS.P50, r.Connect.TimeMS.P99)
 	if r.Idle != nil {
 		fmt.Fprintf(w, "  idle: %d connections, server RSS %.1f -> %.1f MB = %.0f bytes/connection, threads %+d\n",

@@ -99,7 +99,7 @@ func runMem(ctx context.Context, mc memConfig) (*memR, error) {
 		ConnectTimeout: 15 * time.Second, Log: mc.Log}
 	g := &gen{
 		cfg: cfg, run: hex.EncodeToString(runID[:]),
-		base: strings.TrimSuffix(mc.Target, "/"), hostport: u.Host, basePath: strings.TrimSuffix(u.Path, "/"),
+		base: strings.TrimSuffix(mc.Target, "/"), hostport: u.Host, basePath: strings.TrimSuffix(u.Path, "/"), wire: relayWire{},
 		client: &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
 			Proxy: nil, MaxIdleConnsPerHost: mc.Concurrency, MaxConnsPerHost: mc.Concurrency,
 			DisableCompression: true, IdleConnTimeout: 30 * time.Second,

@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // clockTicks is USER_HZ, the unit of utime/stime in /proc/PID/stat. It is 100
@@ -107,4 +109,39 @@ func raiseFileLimit(need int) (int, error) {
 		return int(lim.Cur), fmt.Errorf("need about %d file descriptors but RLIMIT_NOFILE is %d (hard %d): raise it (ulimit -n) or use fewer subscribers", need, lim.Cur, lim.Max)
 	}
 	return int(lim.Cur), nil
+}
+
+// serverProcess is a server the generator started as a child process (the
+// floor, Centrifugo), so that its RSS and CPU are measured apart from the
+// generator's, as the relay's are.
+type serverProcess struct {
+	URL    string
+	PID    int
+	cmd    *exec.Cmd
+	dir    string        // removed after the process ends; "" for none
+	exited chan struct{} // closed when the process has ended and been reaped
+}
+
+// newServerProcess watches cmd, which has been started.
+func newServerProcess(cmd *exec.Cmd, dir string) *serverProcess {
+	p := &serverProcess{PID: cmd.Process.Pid, cmd: cmd, dir: dir, exited: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.exited) }()
+	return p
+}
+
+// Stop ends the process (by its pid), reaps it and removes its directory.
+func (p *serverProcess) Stop() {
+	if p == nil || p.cmd == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(5 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+	if p.dir != "" {
+		_ = os.RemoveAll(p.dir)
+	}
 }

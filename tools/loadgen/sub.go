@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -207,13 +206,13 @@ func (s *subscriber) open(ctx context.Context) (net.Conn, io.Reader, error) {
 	}
 	_ = conn.SetDeadline(time.Now().Add(g.cfg.ConnectTimeout))
 	var req bytes.Buffer
-	req.WriteString("GET ")
-	req.WriteString(g.basePath)
-	req.WriteString("/api/webhook/stream")
-	if s.sessionID != "" {
-		req.WriteString("?sessionId=")
-		req.WriteString(s.sessionID)
+	target, err := g.wire.streamTarget(g.basePath, s.idx, s.sessionID)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
 	}
+	req.WriteString("GET ")
+	req.WriteString(target)
 	req.WriteString(" HTTP/1.1\r\nHost: ")
 	req.WriteString(g.hostport)
 	req.WriteString("\r\nAccept: text/event-stream\r\nCache-Control: no-cache\r\nUser-Agent: webhook-relay-loadgen\r\n")
@@ -300,44 +299,28 @@ func (s *subscriber) read(body io.Reader, onConnected func()) error {
 	}
 }
 
-var (
-	heartbeatLine = []byte(": heartbeat")
-	typeMessage   = []byte(`"type":"webhook_message"`)
-	typeConnected = []byte(`"type":"connected"`)
-	typeReset     = []byte(`"type":"reset"`)
-	keyMessage    = []byte(`"message":"`)
-	keySession    = []byte(`"sessionId":`)
-)
+var heartbeatLine = []byte(": heartbeat")
 
 // event handles one dispatched event's data.
 func (s *subscriber) event(data []byte, onConnected func()) {
-	switch {
-	case bytes.Contains(data, typeMessage):
-	case bytes.Contains(data, typeConnected):
+	now := time.Now()
+	ev := s.g.wire.parse(data)
+	switch ev.kind {
+	case evMessage:
+	case evConnected:
 		onConnected()
 		return
-	case bytes.Contains(data, typeReset):
+	case evReset:
 		s.resets++
 		return
 	default:
 		return
 	}
-	now := time.Now()
-	text, sid, isNull, ok := fastFields(data)
-	if !ok {
-		var m struct {
-			Message   string  `json:"message"`
-			SessionID *string `json:"sessionId"`
-		}
-		if err := json.Unmarshal(data, &m); err != nil {
-			s.corrupt++
-			return
-		}
-		text, isNull = []byte(m.Message), m.SessionID == nil
-		if m.SessionID != nil {
-			sid = []byte(*m.SessionID)
-		}
+	if ev.corrupt {
+		s.corrupt++
+		return
 	}
+	text, sid, isNull := ev.text, ev.session, ev.isNull
 	mk, ok := s.g.parseMarker(text)
 	if !ok {
 		s.foreign++ // not this run's: replay of an older run, or a stranger
@@ -380,37 +363,4 @@ func (s *subscriber) event(data []byte, onConnected func()) {
 		s.phaseLat[p].add(now.Sub(sent))
 	}
 	s.lastRecv = now.UnixNano()
-}
-
-// fastFields picks message and sessionId out of the event JSON without a
-// decoder when the message has no escapes (every marker); ok is false
-// otherwise.
-func fastFields(data []byte) (text, sid []byte, isNull, ok bool) {
-	i := bytes.Index(data, keyMessage)
-	if i < 0 {
-		return nil, nil, false, false
-	}
-	rest := data[i+len(keyMessage):]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
-		return nil, nil, false, false
-	}
-	text = rest[:j]
-	i = bytes.Index(data, keySession)
-	if i < 0 {
-		return nil, nil, false, false
-	}
-	rest = data[i+len(keySession):]
-	switch {
-	case bytes.HasPrefix(rest, []byte("null")):
-		return text, nil, true, true
-	case len(rest) > 0 && rest[0] == '"':
-		rest = rest[1:]
-		j = bytes.IndexByte(rest, '"')
-		if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
-			return nil, nil, false, false
-		}
-		return text, rest[:j], false, true
-	}
-	return nil, nil, false, false
 }
