@@ -231,6 +231,49 @@ type ddbR struct {
 	PerMessage map[string]float64 `json:"per_message,omitempty"`
 	// Requests per stream-minute under load, all included.
 	PerStreamMinuteLoad map[string]float64 `json:"per_stream_minute_load,omitempty"`
+	// Reads of message partitions per poll interval, idle (with -poll-interval).
+	Reads *pollReadsR `json:"reads_per_poll,omitempty"`
+}
+
+// pollReadsR is how many Queries of message partitions (not leases or
+// counters) the streams of one server process made per poll interval while
+// idle. Each stream reading its own partitions makes it streams x partitions
+// per stream; one reader per partition per process makes it the partitions.
+type pollReadsR struct {
+	PollIntervalS float64 `json:"poll_interval_s"`
+	Streams       int     `json:"streams"`
+	// Partitions the streams follow together: broadcast, and each session
+	// that has a stream.
+	Partitions     int     `json:"partitions"`
+	WindowS        float64 `json:"window_s"`
+	Queries        int64   `json:"queries"`
+	QueriesPerPoll float64 `json:"queries_per_poll"`
+	PerPartition   float64 `json:"queries_per_poll_per_partition"`
+}
+
+// pollReads counts the Queries of the idle phase (connected -> idle) per
+// poll interval; nil without both.
+func (t *ddbTracker) pollReads(interval time.Duration, streams, partitions int) *pollReadsR {
+	var a, b *counts
+	for i := range t.snaps {
+		switch t.snaps[i].name {
+		case "connected":
+			a = &t.snaps[i].c
+		case "idle":
+			b = &t.snaps[i].c
+		}
+	}
+	if interval <= 0 || a == nil || b == nil || partitions == 0 {
+		return nil
+	}
+	secs := b.At.Sub(a.At).Seconds()
+	q := b.Ops["Query"].Requests - a.Ops["Query"].Requests
+	perPoll := float64(q) * interval.Seconds() / secs
+	return &pollReadsR{
+		PollIntervalS: interval.Seconds(), Streams: streams, Partitions: partitions,
+		WindowS: round3(secs), Queries: q,
+		QueriesPerPoll: round3(perPoll), PerPartition: round3(perPoll / float64(partitions)),
+	}
 }
 
 func diff(a, b counts) map[string]float64 { return diffOps(a, b, func(string) bool { return true }) }

@@ -48,6 +48,7 @@ type config struct {
 	FaultHeldFor       time.Duration // held writers of the weather rule set
 	Progress           time.Duration // print a progress line this often; 0: never
 	DDBCounts          string        // URL of a counting proxy's counts (T5)
+	PollInterval       time.Duration // the server's POLL_INTERVAL: with DDBCounts, reads are also counted per poll interval
 	Label              string        // name in the report
 	MaxRun             time.Duration // hard bound on the whole run; 0: derived
 	Log                io.Writer     // progress and notes; nil: discard
@@ -696,6 +697,9 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 
 	if cfg.Idle {
 		sleepCtx(ctx, cfg.Settle)
+		if ddb != nil {
+			_ = ddb.snap(ctx, "idle")
+		}
 		after := readProc(cfg.ServerPID)
 		res.Idle = &idleR{Connections: connected}
 		if connected > 0 && after.OK && srvBefore.OK {
@@ -707,6 +711,10 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 		wg.Wait()
 		g.finish(res, nil, time.Time{}, time.Time{})
 		res.Generator.RSSAfterMB = mb(readProc(0).RSSBytes)
+		if ddb != nil {
+			res.DynamoDB = ddb.result(len(g.live), 0)
+			res.DynamoDB.Reads = ddb.pollReads(g.cfg.PollInterval, len(g.live), g.partitions())
+		}
 		return res, nil
 	}
 
@@ -874,8 +882,21 @@ func runLoad(ctx context.Context, cfg config) (*result, error) {
 	res.Soak = g.soakResult()
 	if ddb != nil {
 		res.DynamoDB = ddb.result(len(g.live), res.Publish.OK)
+		res.DynamoDB.Reads = ddb.pollReads(g.cfg.PollInterval, len(g.live), g.partitions())
 	}
 	return res, nil
+}
+
+// partitions is how many partitions the live streams follow together:
+// broadcast, and each session with a stream.
+func (g *gen) partitions() int {
+	n := 1
+	for _, c := range g.perSession {
+		if c > 0 {
+			n++
+		}
+	}
+	return n
 }
 
 func label(cfg config) string {

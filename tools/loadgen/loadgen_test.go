@@ -296,17 +296,33 @@ func TestReport(t *testing.T) {
 		}
 		return r
 	}
+	reads := func(k, sessions int, perPoll float64) *result {
+		r := &result{Label: "x", Kind: "relay", Mode: "idle", OK: true, Idle: &idleR{Connections: k}}
+		r.Params.Subscribers, r.Params.Sessions = k, sessions
+		parts := 1 + min(sessions, 1)
+		r.DynamoDB = &ddbR{Reads: &pollReadsR{PollIntervalS: 1, Streams: k, Partitions: parts, WindowS: 10,
+			Queries: int64(perPoll * 10), QueriesPerPoll: perPoll, PerPartition: perPoll / float64(parts)}}
+		return r
+	}
 	write := func(name string, r *result) {
 		if err := writeResultJSON(filepath.Join(dir, name), r); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write("t1__relay__1.json", mk("relay", 600, 0, 0, 0))
+	write("t1__relay__1.json", mk("relay", 900, 0, 0, 0))
 	write("t1__floor__1.json", mk("floor", 1000, 0, 0, 0))
+	write("t1__centrifugo__1.json", mk("centrifugo", 500, 0, 0, 0))
 	write("t2__relay__1.json", mk("relay", 0, 30, 0, 2))
 	write("t2__floor__1.json", mk("floor", 0, 10, 0, 0))
+	write("t2__centrifugo__1.json", mk("centrifugo", 0, 20, 0, 0))
+	write("t3__relay__1.json", mk("relay", 0, 11, 0, 0))
+	write("t3__floor__1.json", mk("floor", 0, 10, 0, 0))
 	write("t4__relay__1.json", mk("relay", 0, 0, 11000, 0))
 	write("t4__floor__1.json", mk("floor", 0, 0, 10000, 0))
+	write("t4__centrifugo__1.json", mk("centrifugo", 0, 0, 20000, 0))
+	write("t5k-broadcast-1__relay__1.json", reads(1, 0, 1))
+	write("t5k-broadcast-100__relay__1.json", reads(100, 0, 100))
+	write("t5k-session-100__relay__1.json", reads(100, 1, 2.2))
 	out := filepath.Join(dir, "bench.md")
 	if err := writeReport(dir, out); err != nil {
 		t.Fatal(err)
@@ -314,14 +330,62 @@ func TestReport(t *testing.T) {
 	b, _ := os.ReadFile(out)
 	md := string(b)
 	for _, want := range []string{
-		"| T1 throughput |", "0.60x | >= 0.7x floor | **not met** |",
-		"3.00x | <= 1.5x floor | **not met** |",
-		"1.10x | <= 1.2x floor | met |",
+		"| T1 throughput |", "| 0.90x | 1.80x | >= 0.85x floor and >= 1.5x Centrifugo | met |",
+		"| 3.00x | 1.50x | <= 1.2x floor and <= 1x Centrifugo | **not met** (floor, Centrifugo) |",
+		"| 1.10x | - | <= 1.2x floor and <= 1x Centrifugo | met (Centrifugo not run) |",
+		"| 1.10x | 0.55x | <= 1.1x floor | met |",
 		"t2/relay#1: lost 2",
-		"| T3 targeted |", "not run",
+		"Centrifugo 0.000 s",
+		"| T5 reads per poll |", "broadcast: k=1 1.00, k=100 100; one session: k=100 1.10 | - | - | - | - | 1 per partition | **not met** |",
+		"| `broadcast` | 1 | 1 | 10.0s | 10 | 1.00 | 1.00 | 1 per partition | met |",
+		"| `broadcast` | 100 | 1 | 10.0s | 1000 | 100 | 100 | 1 per partition | **not met** |",
+		"| one session + `broadcast` | 100 | 2 | 10.0s | 22 | 2.20 | 1.10 | 1 per partition | met |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q:\n%s", want, md)
 		}
+	}
+	// The order of the servers in a section: relay, floor, Centrifugo.
+	sec := md[strings.Index(md, "## T1 throughput"):]
+	if r, f, c := strings.Index(sec, "| relay |"), strings.Index(sec, "| floor |"), strings.Index(sec, "| centrifugo |"); !(r >= 0 && r < f && f < c) {
+		t.Errorf("T1 section rows out of order (relay %d, floor %d, centrifugo %d):\n%s", r, f, c, sec)
+	}
+}
+
+func TestPollReads(t *testing.T) {
+	at := time.Unix(1000, 0)
+	snap := func(name string, secs float64, queries, leaseQueries int64) namedCounts {
+		return namedCounts{name, counts{At: at.Add(time.Duration(secs * float64(time.Second))), Ops: map[string]opCount{
+			"Query": {Requests: queries}, "Query(lease)": {Requests: leaseQueries}, "PutItem(lease)": {Requests: queries},
+		}}}
+	}
+	cases := []struct {
+		name        string
+		snaps       []namedCounts
+		interval    time.Duration
+		partitions  int
+		perPoll     float64
+		perPart     float64
+		wantNothing bool
+	}{
+		{"k streams each reading", []namedCounts{snap("start", 0, 0, 0), snap("connected", 1, 50, 3), snap("idle", 11, 1050, 90)}, time.Second, 1, 100, 100, false},
+		{"one reader per partition, 200ms", []namedCounts{snap("connected", 0, 0, 0), snap("idle", 10, 100, 7)}, 200 * time.Millisecond, 2, 2, 1, false},
+		{"no idle phase", []namedCounts{snap("connected", 0, 0, 0), snap("drained", 10, 100, 0)}, time.Second, 1, 0, 0, true},
+		{"no poll interval", []namedCounts{snap("connected", 0, 0, 0), snap("idle", 10, 100, 0)}, 0, 1, 0, 0, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tr := &ddbTracker{snaps: c.snaps}
+			got := tr.pollReads(c.interval, 100, c.partitions)
+			if c.wantNothing {
+				if got != nil {
+					t.Fatalf("want no figure, got %+v", got)
+				}
+				return
+			}
+			if got == nil || math.Abs(got.QueriesPerPoll-c.perPoll) > 1e-9 || math.Abs(got.PerPartition-c.perPart) > 1e-9 {
+				t.Fatalf("got %+v, want %g per poll, %g per partition", got, c.perPoll, c.perPart)
+			}
+		})
 	}
 }

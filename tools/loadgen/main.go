@@ -92,6 +92,7 @@ func cli(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	relReport := fs.String("reliability-report", "", "mode: read soak.json, fault.json, mem.json and meta.txt from this directory and write the reliability report (-out); exit 3 when a must-be-zero figure is not 0")
 	fs.DurationVar(&cfg.Progress, "progress", 0, "print a progress line (published, delivered, pending, server RSS/threads, open streams) this often; 0 = never")
 	fs.StringVar(&cfg.DDBCounts, "ddb-counts", "", "URL of a counting proxy's counts (http://127.0.0.1:P"+countsPath+"): report DynamoDB requests per stream-minute and per message")
+	fs.DurationVar(&cfg.PollInterval, "poll-interval", 0, "with -ddb-counts: the server's POLL_INTERVAL; also count Queries of message partitions per poll interval while idle (the -idle-phase, or -settle with -idle)")
 	fs.StringVar(&cfg.Label, "label", "", "name of the run in reports")
 	fs.DurationVar(&cfg.MaxRun, "max-run", 0, "hard bound on the whole run (default: derived from the other durations)")
 	jsonOut := fs.String("json", "", "write the result as JSON to this file (- for stdout)")
@@ -293,6 +294,10 @@ func printSummary(w io.Writer, r *result) {
 		fmt.Fprintf(w, "  DynamoDB per stream open: %s\n", formatOps(r.DynamoDB.PerStreamOpen))
 		fmt.Fprintf(w, "  DynamoDB per idle stream-minute: %s\n", formatOps(r.DynamoDB.PerStreamMinute))
 		fmt.Fprintf(w, "  DynamoDB per message: %s\n", formatOps(r.DynamoDB.PerMessage))
+		if p := r.DynamoDB.Reads; p != nil {
+			fmt.Fprintf(w, "  DynamoDB Queries per poll interval (%gs), idle: %.2f for %d streams on %d partitions = %.2f per partition (%d Queries in %.1fs)\n",
+				p.PollIntervalS, p.QueriesPerPoll, p.Streams, p.Partitions, p.PerPartition, p.Queries, p.WindowS)
+		}
 	}
 	if r.OK {
 		fmt.Fprintln(w, "  OK")
