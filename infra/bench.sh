@@ -11,7 +11,8 @@
 #   BENCH_ONLY="t1 t4" infra/bench.sh  # only some tests (t1 t2 t3 t4 t5; t5k: only T5's reads per poll)
 #
 # Environment (defaults in brackets; BENCH_QUICK=1 changes the marked ones):
-#   BENCH_DURATION        publishing time of T1-T3 and T5 [20s; quick 4s]
+#   BENCH_DURATION        publishing time of T1-T3 [20s; quick 4s]
+#   BENCH_T5_DURATION     publishing time of T5 [10s; quick: BENCH_DURATION]
 #   BENCH_REPEAT          runs per test and server, the order of relay/floor/Centrifugo
 #                         rotating [2; quick 1]
 #   BENCH_CENTRIFUGO      1: Centrifugo is the third server of T1-T4; 0: relay and floor only [1]
@@ -41,12 +42,14 @@ if [[ "$QUICK" == 1 ]]; then
 	T4S="${BENCH_T4_SUBSCRIBERS:-2000}"
 	T5IDLE="${BENCH_T5_IDLE:-10s}"
 	T5POLLS="${BENCH_T5_POLLS:-5}"
+	T5D="${BENCH_T5_DURATION:-$D}"
 else
 	D="${BENCH_DURATION:-20s}"
 	REPEAT="${BENCH_REPEAT:-2}"
 	T4S="${BENCH_T4_SUBSCRIBERS:-10000}"
 	T5IDLE="${BENCH_T5_IDLE:-30s}"
 	T5POLLS="${BENCH_T5_POLLS:-10}"
+	T5D="${BENCH_T5_DURATION:-10s}"
 fi
 T5S="${BENCH_T5_SUBSCRIBERS:-50}"
 CENTRIFUGO="${BENCH_CENTRIFUGO:-1}"
@@ -182,7 +185,7 @@ if want t5 || want t5k; then
 			start_relay "$test" DYNAMODB_ENDPOINT="$proxy" POLL_INTERVAL="$poll" TABLE_NAME="bench-$shape-${poll}" \
 				RATE_LIMIT_PER_MINUTE=100000000 SESSION_RATE_LIMIT_PER_MINUTE=100000000 MAX_STREAMS_PER_IP=0
 			loadgen_run "$RES/${test}__relay__1.json" -label "$test" -target "$RELAY_URL" -server-pid "$RELAY_PID" \
-				"${args[@]}" -concurrency 32 -duration "$D" -idle-phase "$T5IDLE" -idempotency -drain 15s \
+				"${args[@]}" -concurrency 32 -duration "$T5D" -idle-phase "$T5IDLE" -idempotency -drain 15s \
 				-ddb-counts "$proxy/__loadgen/counts"
 			relay_stop
 		done
