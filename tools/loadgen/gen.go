@@ -343,29 +343,29 @@ func (g *gen) publish(ctx context.Context, w *worker) {
 	n := g.nextN.Add(1) - 1
 	target := g.targetOf(n)
 	sent := time.Now()
+	session := ""
+	if target >= 0 {
+		session = g.sessionIDOf(int(target))
+	}
 	b := w.body[:0]
 	b = append(b, `{"message":"`...)
 	b = g.appendMarker(b, n, target, sent.UnixNano())
 	b = append(b, '"')
 	if target >= 0 {
 		b = append(b, `,"sessionId":"`...)
-		b = append(b, g.sessionIDOf(int(target))...)
+		b = append(b, session...)
 		b = append(b, '"')
 	}
 	b = append(b, '}')
 	w.body = b
-	session := ""
-	if target >= 0 {
-		session = g.sessionIDOf(int(target))
-	}
+	var resp *http.Response
 	req, err := g.wire.publishRequest(ctx, g.base, b, session)
-	if err != nil {
-		panic(err) // the base URL was parsed when the run started
+	if err == nil {
+		if g.cfg.Idempotency {
+			req.Header.Set("Idempotency-Key", "lg-"+g.run+"-"+strconv.FormatInt(n, 10))
+		}
+		resp, err = g.client.Do(req)
 	}
-	if g.cfg.Idempotency {
-		req.Header.Set("Idempotency-Key", "lg-"+g.run+"-"+strconv.FormatInt(n, 10))
-	}
-	resp, err := g.client.Do(req)
 	ok := false
 	why := ""
 	if err != nil {
