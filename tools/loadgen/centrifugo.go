@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -150,14 +149,12 @@ func (*centrifugoWire) parse(data []byte) event {
 }
 
 func (*centrifugoWire) health(ctx context.Context, c *http.Client, base string) (int, error) {
-	resp, err := getHealth(ctx, c, base+"/health")
+	status, _, err := getHealth(ctx, c, base+"/health")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4096))
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("health: %d", resp.StatusCode)
+	if status != http.StatusOK {
+		return 0, fmt.Errorf("health: %d", status)
 	}
 	return -1, nil
 }

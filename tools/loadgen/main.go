@@ -4,12 +4,14 @@
 // timed and checked (lost, duplicated, misrouted). It reads the server's RSS
 // and CPU from /proc, and carries its own yardstick: a minimal fan-out server
 // (the "floor") measured the same way in the same run, so that figures
-// become ratios that survive a noisy machine.
+// become ratios that survive a noisy machine; it also measures Centrifugo,
+// started from its binary on a configuration of its own (centrifugo.go).
 //
 //	go run ./tools/loadgen -target http://127.0.0.1:3000 -server-pid $(pgrep -n local) \
 //	    -subscribers 1000 -rate 50 -duration 20s
 //	go run ./tools/loadgen -floor -subscribers 1000 -rate 50 -duration 20s
 //	go run ./tools/loadgen -target http://127.0.0.1:3000 -server-pid PID -idle -subscribers 10000
+//	go run ./tools/loadgen -centrifugo "$(bash infra/centrifugo.sh install)" -subscribers 1000 -rate 50
 //
 // It only ever talks to loopback addresses. Other modes, used by
 // infra/bench.sh:

@@ -155,50 +155,42 @@ func fastString(data, key []byte) ([]byte, bool) {
 	return rest[:j], true
 }
 
-// getHealth GETs base+path, bounded to 5 s.
-func getHealth(ctx context.Context, c *http.Client, url string) (*http.Response, error) {
+// getHealth GETs url, bounded to 5 s, and returns the status and the
+// start of the body.
+func getHealth(ctx context.Context, c *http.Client, url string) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		cancel()
-		return nil, err
+		return 0, nil, err
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		cancel()
-		return nil, err
+		return 0, nil, err
 	}
-	resp.Body = cancelOnClose{resp.Body, cancel}
-	return resp, nil
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if err != nil {
+		return 0, nil, fmt.Errorf("health: %w", err)
+	}
+	return resp.StatusCode, body, nil
 }
 
 // health GETs /api/webhook and returns activeConnections.
 func (relayWire) health(ctx context.Context, c *http.Client, base string) (int, error) {
-	resp, err := getHealth(ctx, c, base+"/api/webhook")
+	status, body, err := getHealth(ctx, c, base+"/api/webhook")
 	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
 	var h struct {
 		Status            string `json:"status"`
 		ActiveConnections int    `json:"activeConnections"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&h); err != nil {
+	if err := json.Unmarshal(body, &h); err != nil {
 		return 0, fmt.Errorf("health: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK || h.Status != "ok" {
-		return 0, fmt.Errorf("health: %d %q", resp.StatusCode, h.Status)
+	if status != http.StatusOK || h.Status != "ok" {
+		return 0, fmt.Errorf("health: %d %q", status, h.Status)
 	}
 	return h.ActiveConnections, nil
 }
