@@ -102,20 +102,3 @@ func (h *Handler) closeRemote(ctx context.Context, id string) (found bool, err e
 	}
 	return true, nil
 }
-
-// track registers a stream of this instance for closeLocal.
-func (h *Handler) track(id string, cancel context.CancelFunc) *liveStream {
-	ls := &liveStream{cancel: cancel, done: make(chan struct{})}
-	h.mu.Lock()
-	h.live[id] = ls
-	h.mu.Unlock()
-	return ls
-}
-
-// untrack runs once the stream has released its lease.
-func (h *Handler) untrack(id string, ls *liveStream) {
-	h.mu.Lock()
-	delete(h.live, id)
-	h.mu.Unlock()
-	close(ls.done)
-}

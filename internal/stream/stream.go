@@ -84,13 +84,6 @@ type Handler struct {
 	metrics    metrics.Recorder
 }
 
-// liveStream lets a close request end a stream of this instance at once.
-type liveStream struct {
-	cancel context.CancelFunc
-	closed atomic.Bool   // ended by a close request
-	done   chan struct{} // closed once the stream released its lease
-}
-
 // New returns the handler.
 func New(st Store, cfg config.Config, opts Options) *Handler {
 	if opts.Logger == nil {
@@ -417,8 +410,50 @@ func minTime(a, b time.Time) time.Time {
 	return a
 }
 
+// serve runs one stream. Its state lives in a liveStream on the heap and
+// its steps are functions of their own, so that the goroutine of an idle
+// stream parks on short frames: the runtime then shrinks its stack back to
+// 8 KB after a poll grew it, which is most of what an idle stream costs.
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string, lease store.Lease, lastEventID string, until time.Time) {
-	id := lease.ID
+	ls := h.begin(w, r, sessionID, lease, until)
+	if ls == nil {
+		return // HEAD
+	}
+	defer ls.finish()
+	if ls.openAndFlush(lastEventID) {
+		ls.loop()
+	}
+}
+
+// liveStream is one open stream of this instance.
+type liveStream struct {
+	h         *Handler
+	id        string
+	sessionID string
+	lease     store.Lease
+	start     time.Time
+	end       time.Time // the planned end
+	c         *conn
+	ctx       context.Context // ends the stream: client gone, planned end, Drain, close
+	cancel    context.CancelFunc
+	stopDrain func() bool
+	log       *slog.Logger
+	f         *tail.Follower // set once open
+	reason    string         // why it ended, once known; "client gone" until then
+	beat      *time.Timer
+	leaseTTL  time.Duration
+	leaseBusy bool // a renewal in flight; guarded by c.mu
+
+	failed atomic.Bool   // a heartbeat write failed
+	closed atomic.Bool   // ended by a close request
+	done   chan struct{} // closed once the stream released its lease
+}
+
+// begin writes the headers and starts the stream's context, registration
+// and heartbeat. It returns nil for a HEAD.
+//
+//go:noinline
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request, sessionID string, lease store.Lease, until time.Time) *liveStream {
 	start := time.Now()
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
@@ -427,120 +462,99 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 	hdr.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
-		return
+		return nil
 	}
-	c := &conn{wto: h.wto, w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 512)}
-	c.buf = sse.AppendRetry(c.buf, h.cfg.RetryMS)
-
-	// One context ends the stream: the client leaving, the planned end, or
-	// server shutdown (Drain); the reason is told apart afterwards.
-	end := h.endAt(r, start, until)
-	ctx, cancel := context.WithDeadline(r.Context(), end)
-	defer cancel()
-	stopDrain := context.AfterFunc(h.drainCtx, cancel)
-	defer stopDrain()
-	ls := h.track(id, cancel)
-	defer h.untrack(id, ls) // after the lease release below
-	var failed atomic.Bool  // a heartbeat write failed
-	writeFailed := func() { failed.Store(true); cancel() }
-
-	log := h.log.With(slog.String("connectionId", id), h.sessionAttr(sessionID))
-	reason := "client gone"
-	var f *tail.Follower // set once open
-	defer func() {
-		switch {
-		case reason != "client gone":
-		case ls.closed.Load():
-			reason = "closed"
-		case h.drainCtx.Err() != nil:
-			reason = "server shutdown"
-		case !time.Now().Before(end):
-			reason = "planned end"
-		}
-		lived, holes := time.Since(start), 0
-		if f != nil {
-			holes = f.HolesClosed()
-		}
-		attrs := append([]slog.Attr{slog.String("reason", reason), slog.Int("events", c.events),
-			slog.Float64("durationMs", float64(lived.Microseconds())/1000)},
-			h.metrics.StreamEnded(metrics.StreamEnd{Reason: reason, Duration: lived, Delivered: c.delivered, Holes: holes})...)
-		log.LogAttrs(context.Background(), slog.LevelInfo, "stream closed", attrs...)
-	}()
+	ls := &liveStream{h: h, id: lease.ID, sessionID: sessionID, lease: lease, start: start,
+		end: h.endAt(r, start, until), reason: "client gone", leaseTTL: h.leaseTTL(), done: make(chan struct{})}
+	ls.c = &conn{wto: h.wto, w: w, rc: http.NewResponseController(w), buf: make([]byte, 0, 256)}
+	ls.c.buf = sse.AppendRetry(ls.c.buf, h.cfg.RetryMS)
+	// One context ends the stream: the client leaving, the planned end,
+	// server shutdown (Drain) or a close request; the reason is told apart
+	// at the end.
+	ls.ctx, ls.cancel = context.WithDeadline(r.Context(), ls.end)
+	ls.stopDrain = context.AfterFunc(h.drainCtx, ls.cancel)
+	ls.log = h.log.With(slog.String("connectionId", ls.id), h.sessionAttr(sessionID))
+	h.mu.Lock()
+	h.live[ls.id] = ls
+	h.mu.Unlock()
 
 	// The heartbeat runs on a timer of its own from the start, through the
 	// open (which may wait on holes or a throttled store) and the loop, and
-	// renews the lease without holding either. The release below waits for
-	// a renewal in flight, so none can land after the delete.
-	leaseTTL := h.leaseTTL()
-	var leaseBusy bool // guarded by c.mu
-	renew := func() {
-		c.mu.Lock()
-		if c.closed || leaseBusy {
-			c.mu.Unlock()
-			return
-		}
-		leaseBusy = true
-		c.beats.Add(1)
+	// renews the lease without holding either. Armed only once beat is
+	// assigned: the callback re-arms it.
+	ls.beat = time.AfterFunc(time.Duration(math.MaxInt64), ls.heartbeat)
+	ls.beat.Reset(h.cfg.HeartbeatInterval)
+	return ls
+}
+
+func (ls *liveStream) heartbeat() {
+	c := ls.c
+	c.mu.Lock()
+	if c.closed {
 		c.mu.Unlock()
-		go func() {
-			defer c.beats.Done()
-			h.putLease(ctx, log, lease, leaseTTL)
-			c.mu.Lock()
-			leaseBusy = false
-			c.mu.Unlock()
-		}()
+		return
 	}
-	var beat *time.Timer
-	// Armed only once beat is assigned: the callback re-arms it.
-	beat = time.AfterFunc(time.Duration(math.MaxInt64), func() {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return
-		}
-		c.buf = sse.AppendComment(c.buf, "heartbeat")
-		err := c.flushLocked()
+	c.buf = sse.AppendComment(c.buf, "heartbeat")
+	err := c.flushLocked()
+	c.mu.Unlock()
+	if err != nil {
+		ls.failed.Store(true)
+		ls.cancel()
+		return
+	}
+	ls.beat.Reset(ls.h.cfg.HeartbeatInterval)
+	ls.renew()
+}
+
+// renew puts the lease again, in the background; one renewal at a time.
+func (ls *liveStream) renew() {
+	c := ls.c
+	c.mu.Lock()
+	if c.closed || ls.leaseBusy {
 		c.mu.Unlock()
-		if err != nil {
-			writeFailed()
-			return
-		}
-		beat.Reset(h.cfg.HeartbeatInterval)
-		renew()
-	})
-	beat.Reset(h.cfg.HeartbeatInterval)
-	defer func() {
+		return
+	}
+	ls.leaseBusy = true
+	c.beats.Add(1)
+	c.mu.Unlock()
+	go func() {
+		defer c.beats.Done()
+		ls.h.putLease(ls.ctx, ls.log, ls.lease, ls.leaseTTL)
 		c.mu.Lock()
-		c.closed = true
+		ls.leaseBusy = false
 		c.mu.Unlock()
-		beat.Stop()
-		c.beats.Wait()
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		if err := h.st.DeleteLease(dctx, lease); err != nil {
-			log.LogAttrs(dctx, slog.LevelWarn, "lease release failed; it expires by itself", slog.String("error", err.Error()))
-		}
 	}()
+}
 
-	f = h.open(ctx, log, c, id, sessionID, lastEventID)
-	if f == nil {
-		return
+// openAndFlush positions the stream and sends the connected event and the
+// replay; false when the stream ended meanwhile.
+//
+//go:noinline
+func (ls *liveStream) openAndFlush(lastEventID string) bool {
+	ls.f = ls.h.open(ls.ctx, ls.log, ls.c, ls.id, ls.sessionID, lastEventID)
+	if ls.f == nil {
+		return false
 	}
-	defer f.Close()
-	if err := c.flush(); err != nil {
-		reason = "write failed"
-		return
+	if err := ls.c.flush(); err != nil {
+		ls.reason = "write failed"
+		return false
 	}
+	return true
+}
 
+// loop delivers until the stream ends.
+//
+//go:noinline
+func (ls *liveStream) loop() {
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	var wake tail.Wake
 	var storeDown bool
 	for {
 		select {
-		case <-ctx.Done():
-			if failed.Load() {
-				reason = "write failed"
+		case <-ls.ctx.Done():
+			if ls.failed.Load() {
+				ls.reason = "write failed"
 			}
 			return
 		case <-wake.C[0]:
@@ -548,16 +562,63 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, sessionID string
 		case <-poll.C:
 		}
 		var err error
-		if wake, storeDown, err = h.step(ctx, log, c, f, storeDown); err != nil {
-			reason = "write failed"
+		if wake, storeDown, err = ls.h.step(ls.ctx, ls.log, ls.c, ls.f, storeDown); err != nil {
+			ls.reason = "write failed"
 			return
 		}
-		if f.Closed() {
-			reason = "closed"
+		if ls.f.Closed() {
+			ls.reason = "closed"
 			return
 		}
 		poll.Reset(wake.After)
 	}
+}
+
+// finish stops the heartbeat, releases the lease (waiting for a renewal in
+// flight, so that none lands after the delete), logs the end and
+// unregisters the stream.
+//
+//go:noinline
+func (ls *liveStream) finish() {
+	h, c := ls.h, ls.c
+	if ls.f != nil {
+		ls.f.Close()
+	}
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	ls.beat.Stop()
+	c.beats.Wait()
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ls.ctx), 5*time.Second)
+	if err := h.st.DeleteLease(dctx, ls.lease); err != nil {
+		ls.log.LogAttrs(dctx, slog.LevelWarn, "lease release failed; it expires by itself", slog.String("error", err.Error()))
+	}
+	cancel()
+
+	switch {
+	case ls.reason != "client gone":
+	case ls.closed.Load():
+		ls.reason = "closed"
+	case h.drainCtx.Err() != nil:
+		ls.reason = "server shutdown"
+	case !time.Now().Before(ls.end):
+		ls.reason = "planned end"
+	}
+	lived, holes := time.Since(ls.start), 0
+	if ls.f != nil {
+		holes = ls.f.HolesClosed()
+	}
+	attrs := append([]slog.Attr{slog.String("reason", ls.reason), slog.Int("events", c.events),
+		slog.Float64("durationMs", float64(lived.Microseconds())/1000)},
+		h.metrics.StreamEnded(metrics.StreamEnd{Reason: ls.reason, Duration: lived, Delivered: c.delivered, Holes: holes})...)
+	ls.log.LogAttrs(context.Background(), slog.LevelInfo, "stream closed", attrs...)
+
+	h.mu.Lock()
+	delete(h.live, ls.id)
+	h.mu.Unlock()
+	close(ls.done)
+	ls.stopDrain()
+	ls.cancel()
 }
 
 // open positions the stream and queues the connected event, any reset, and
