@@ -90,7 +90,11 @@ func (h *Hub) Feeds() int {
 // they take it to, reading the partition first when the window may be
 // stale. It sets what p waits for next (p.changed, p.wakeAt, p.more). ok
 // is false when p is below the window: p then reads by itself.
-func (fd *feed) since(ctx context.Context, p *follow) (entries []store.Entry, upTo uint64, ok bool, err error) {
+//
+// The entries are the window itself, not a copy: a window's entries are
+// never changed once appended (a trim makes a new array), so the caller
+// reads them after the lock is released.
+func (fd *feed) since(ctx context.Context, p *follow) (entries []settled, upTo uint64, ok bool, err error) {
 	fd.mu.Lock()
 	defer fd.mu.Unlock()
 	if p.pos < fd.winFrom {
@@ -109,11 +113,8 @@ func (fd *feed) since(ctx context.Context, p *follow) (entries []store.Entry, up
 	if i < len(fd.win) && fd.win[i].readAt.Before(now.Add(-feedMaxAge)) {
 		return nil, 0, false, nil // read too long ago to be served as is
 	}
-	for _, e := range fd.win[i:] {
-		entries = append(entries, e.Entry)
-	}
 	fd.waitFor(p)
-	return entries, max(p.pos, fd.p.pos), true, fd.err
+	return fd.win[i:len(fd.win):len(fd.win)], max(p.pos, fd.p.pos), true, fd.err
 }
 
 // current reports whether the window holds what the store holds, as far as

@@ -143,6 +143,10 @@ type follow struct {
 	feed    *feed
 	viaFeed bool
 	holes   int // tombstones written by this follow's reads
+	// Buffers of one poll's messages, kept for the next: a stream polls
+	// at every write of a busy partition.
+	msgs []message.Message
+	seqs []uint64
 }
 
 // Wake tells a stream when to poll again: when either channel is closed, or
@@ -523,12 +527,31 @@ func (f *Follower) Poll(ctx context.Context) ([]Delivery, error) {
 			errs = append(errs, err)
 		}
 	}
-	if len(errs) == 0 && len(lists) == 2 && len(lists[0])+len(lists[1]) == 0 {
+	total := 0
+	for _, l := range lists {
+		total += len(l)
+	}
+	if len(errs) == 0 && total == 0 {
 		return nil, nil // the common wake-up: nothing new here
+	}
+	defer func() {
+		for i, p := range f.parts { // drop the references, keep the room
+			clear(lists[i])
+			p.msgs, p.seqs = lists[i][:0], seqs[i][:0]
+		}
+	}()
+	pos := start
+	if one := onlyNonEmpty(lists); one >= 0 {
+		// News in one partition, the usual case: in its order, no merge.
+		out := make([]Delivery, len(lists[one]))
+		for j, m := range lists[one] {
+			pos[one] = seqs[one][j]
+			out[j] = Delivery{Message: m, Cursor: f.cursorAt(pos)}
+		}
+		return out, errors.Join(errs...)
 	}
 	merged := mergeByTime(lists)
 	out := make([]Delivery, 0, len(merged))
-	pos := start
 	for _, m := range merged {
 		pos[m.part] = seqs[m.part][m.index]
 		out = append(out, Delivery{Message: m.msg, Cursor: f.cursorAt(pos)})
@@ -536,9 +559,24 @@ func (f *Follower) Poll(ctx context.Context) ([]Delivery, error) {
 	return out, errors.Join(errs...)
 }
 
+// onlyNonEmpty is the index of the one non-empty list, or -1 when none or
+// several are.
+func onlyNonEmpty(lists [][]message.Message) int {
+	one := -1
+	for i, l := range lists {
+		if len(l) == 0 {
+			continue
+		}
+		if one >= 0 {
+			return -1
+		}
+		one = i
+	}
+	return one
+}
+
 func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, []uint64, error) {
-	var msgs []message.Message
-	var seqs []uint64
+	msgs, seqs := p.msgs[:0], p.seqs[:0]
 	take := func(e store.Entry) {
 		if deliverable(e) {
 			msgs = append(msgs, e.Message)
@@ -553,8 +591,8 @@ func (f *Follower) pollOne(ctx context.Context, p *follow) ([]message.Message, [
 		entries, upTo, ok, err := p.feed.since(ctx, p)
 		p.viaFeed = ok
 		if ok {
-			for _, e := range entries {
-				take(e)
+			for i := range entries {
+				take(entries[i].Entry)
 			}
 			p.pos = max(p.pos, upTo)
 			return msgs, seqs, err
