@@ -2,7 +2,9 @@ package tail
 
 import (
 	"context"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/store"
@@ -36,20 +38,38 @@ const (
 	feedMaxAge = store.StaleAge
 )
 
-// feed is one partition's shared reading.
+// feed is one partition's shared reading. Followers take what it read from
+// its current view without a lock; only the one that reads for all holds
+// mu, and the others wait for its view instead of queueing on the lock (a
+// thousand streams woken by one write would otherwise pass it on one by
+// one).
 type feed struct {
 	reader
 	refs int // guarded by Hub.mu
 
-	mu       sync.Mutex
-	p        follow    // the feed's own position and hole state
+	mu  sync.Mutex // held while reading for all
+	p   follow     // the feed's own position and hole state; guarded by mu
+	win []settled  // settled entries above the view's winFrom; guarded by mu
+
+	view atomic.Pointer[feedView]
+	// reading is set while a read is in flight, until just before its view
+	// is published: a follower that finds the lock taken and reading set
+	// may wait for the view it holds to be replaced.
+	reading atomic.Bool
+}
+
+// feedView is what the feed knew after a read. It never changes once
+// published; replaced is closed when the next one is.
+type feedView struct {
 	win      []settled // settled entries above winFrom, in order
 	winFrom  uint64    // entries at or below it may be gone from win
-	lastRead time.Time // when the last read began; zero before the first
-	err      error     // the last read's
-	// pub is closed when a read moved the feed (stores that cannot notify:
-	// the followers that did not read wake for it).
-	pub chan struct{}
+	pos      uint64    // the feed's position
+	lastRead time.Time // when the read began; zero before the first
+	err      error     // the read's
+	more     bool      // a full batch: more is waiting
+	wakeAt   time.Time // a hole's deadline, zero when none
+	changed  <-chan struct{}
+	replaced chan struct{}
 }
 
 type settled struct {
@@ -64,7 +84,8 @@ func (h *Hub) acquire(r reader, p *follow) *feed {
 	defer h.mu.Unlock()
 	fd := h.feeds[p.name]
 	if fd == nil {
-		fd = &feed{reader: r, p: follow{name: p.name, pos: p.pos, floor: p.floor}, winFrom: p.pos, pub: make(chan struct{})}
+		fd = &feed{reader: r, p: follow{name: p.name, pos: p.pos, floor: p.floor}}
+		fd.view.Store(&feedView{winFrom: p.pos, pos: p.pos, replaced: make(chan struct{})})
 		h.feeds[p.name] = fd
 	}
 	fd.refs++
@@ -87,88 +108,115 @@ func (h *Hub) Feeds() int {
 }
 
 // since returns the settled entries above p's position and the position
-// they take it to, reading the partition first when the window may be
-// stale. It sets what p waits for next (p.changed, p.wakeAt, p.more). ok
-// is false when p is below the window: p then reads by itself.
+// they take it to, reading the partition first when the view may be stale
+// (or waiting for the follower that reads). It sets what p waits for next
+// (p.changed, p.wakeAt, p.more). ok is false when p is below the window: p
+// then reads by itself.
 //
 // The entries are the window itself, not a copy: a window's entries are
-// never changed once appended (a trim makes a new array), so the caller
-// reads them after the lock is released.
+// never changed once appended (a trim makes a new array).
 func (fd *feed) since(ctx context.Context, p *follow) (entries []settled, upTo uint64, ok bool, err error) {
-	fd.mu.Lock()
-	defer fd.mu.Unlock()
-	if p.pos < fd.winFrom {
+	v := fd.view.Load()
+	for {
+		if p.pos < v.winFrom {
+			return nil, 0, false, nil
+		}
+		now := fd.opts.Now()
+		if fd.current(v, now) {
+			break
+		}
+		if fd.mu.TryLock() {
+			if v = fd.view.Load(); !fd.current(v, now) { // unless a read just ended
+				holes := fd.p.holes
+				v = fd.read(ctx, now)
+				p.holes += fd.p.holes - holes // the reader's, as if alone
+			}
+			fd.mu.Unlock()
+			break
+		}
+		if fd.reading.Load() {
+			// Another follower reads for all, and has not published yet:
+			// the view held now is the one it replaces.
+			select {
+			case <-v.replaced:
+			case <-ctx.Done():
+				return nil, 0, true, ctx.Err()
+			}
+		} else {
+			runtime.Gosched() // the lock is being taken or given back
+		}
+		v = fd.view.Load()
+	}
+	if p.pos < v.winFrom {
 		return nil, 0, false, nil
 	}
-	now := fd.opts.Now()
-	if !fd.current(now) {
-		holes := fd.p.holes
-		fd.read(ctx, now)
-		p.holes += fd.p.holes - holes // the reader's, as if alone
-	}
-	i := len(fd.win)
-	for i > 0 && fd.win[i-1].Seq > p.pos {
+	i := len(v.win)
+	for i > 0 && v.win[i-1].Seq > p.pos {
 		i--
 	}
-	if i < len(fd.win) && fd.win[i].readAt.Before(now.Add(-feedMaxAge)) {
+	if i < len(v.win) && v.win[i].readAt.Before(fd.opts.Now().Add(-feedMaxAge)) {
 		return nil, 0, false, nil // read too long ago to be served as is
 	}
-	fd.waitFor(p)
-	return fd.win[i:len(fd.win):len(fd.win)], max(p.pos, fd.p.pos), true, fd.err
+	fd.waitFor(v, p)
+	return v.win[i:], max(p.pos, v.pos), true, v.err
 }
 
-// current reports whether the window holds what the store holds, as far as
-// a follower can know without reading. Callers hold fd.mu.
-func (fd *feed) current(now time.Time) bool {
+// current reports whether v holds what the store holds, as far as a
+// follower can know without reading.
+func (fd *feed) current(v *feedView, now time.Time) bool {
 	switch {
-	case fd.lastRead.IsZero(), fd.p.more:
+	case v.lastRead.IsZero(), v.more:
 		return false
-	case !fd.p.wakeAt.IsZero():
+	case !v.wakeAt.IsZero():
 		// A hole: its deadline, or its filling, calls for a read.
-		if !now.Before(fd.p.wakeAt) {
+		if !now.Before(v.wakeAt) {
 			return false
 		}
-		return fd.notifier == nil || !isClosed(fd.notifier.Filled(fd.p.name, fd.p.pos+1))
+		return fd.notifier == nil || !isClosed(v.changed)
 	case fd.notifier != nil:
-		return !isClosed(fd.p.changed)
+		return !isClosed(v.changed)
 	}
-	return now.Before(fd.lastRead.Add(fd.opts.PollInterval))
+	return now.Before(v.lastRead.Add(fd.opts.PollInterval))
 }
 
-// read advances the feed once, for all its followers. Callers hold fd.mu.
-func (fd *feed) read(ctx context.Context, now time.Time) {
-	fd.lastRead = now
-	before := fd.p.pos
-	fd.err = fd.advance(ctx, &fd.p, func(e store.Entry) {
+// read advances the feed once, for all its followers, and publishes the
+// view it makes. Callers hold fd.mu.
+func (fd *feed) read(ctx context.Context, now time.Time) *feedView {
+	old := fd.view.Load()
+	fd.reading.Store(true)
+	err := fd.advance(ctx, &fd.p, func(e store.Entry) {
 		fd.win = append(fd.win, settled{e, now})
 	})
+	winFrom := old.winFrom
 	if len(fd.win) > 2*feedWindow {
 		drop := len(fd.win) - feedWindow
-		fd.winFrom = fd.win[drop-1].Seq
+		winFrom = fd.win[drop-1].Seq
 		fd.win = append(fd.win[:0:0], fd.win[drop:]...)
 	}
-	if fd.p.pos != before {
-		close(fd.pub)
-		fd.pub = make(chan struct{})
+	v := &feedView{win: fd.win[:len(fd.win):len(fd.win)], winFrom: winFrom, pos: fd.p.pos, lastRead: now, err: err,
+		more: fd.p.more, wakeAt: fd.p.wakeAt, changed: fd.p.changed, replaced: make(chan struct{})}
+	if fd.notifier != nil && !v.wakeAt.IsZero() {
+		// Waiting on a hole: its filling, not every write above it.
+		v.changed = fd.notifier.Filled(fd.p.name, fd.p.pos+1)
 	}
+	fd.reading.Store(false) // before the view: see since
+	fd.view.Store(v)
+	close(old.replaced)
+	return v
 }
 
 // waitFor tells p what to wait for before it polls again: for a store that
-// notifies, the change channel taken before the feed's last read (or the
-// filling of its hole); else the feed's next read, or another follower's
-// read that moves the feed. Callers hold fd.mu.
-func (fd *feed) waitFor(p *follow) {
-	p.more = fd.p.more
-	p.wakeAt = fd.p.wakeAt
+// notifies, the change channel taken before the view's read (or the filling
+// of its hole); else the feed's next read, or another follower's read.
+func (fd *feed) waitFor(v *feedView, p *follow) {
+	p.more = v.more
+	p.wakeAt = v.wakeAt
 	if fd.notifier != nil {
-		p.changed = fd.p.changed
-		if !fd.p.wakeAt.IsZero() {
-			p.changed = fd.notifier.Filled(fd.p.name, fd.p.pos+1)
-		}
+		p.changed = v.changed
 		return
 	}
-	p.changed = fd.pub
-	next := fd.lastRead.Add(fd.opts.PollInterval)
+	p.changed = v.replaced
+	next := v.lastRead.Add(fd.opts.PollInterval)
 	if p.wakeAt.IsZero() || next.Before(p.wakeAt) {
 		p.wakeAt = next
 	}
