@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/webhook-relay/webhook-relay/internal/testutil"
 	"github.com/webhook-relay/webhook-relay/tools/lambdaemu"
 )
 
@@ -24,27 +23,11 @@ import (
 func testStreamCloseUnderEmulator(t *testing.T, endpoint, bootstrap string, front func(*lambdaemu.Emulator) http.Handler) {
 	const poll = 200 * time.Millisecond
 	table, st := newTable(t, endpoint)
-	out := &testutil.Buffer{}
-	e, err := lambdaemu.Start(t.Context(), lambdaemu.Function{
-		Path: bootstrap,
-		Name: "StreamFunction",
-		Env: functionEnv(endpoint, table,
-			"HEARTBEAT_INTERVAL=1s", "POLL_INTERVAL="+poll.String(), "MAX_STREAM_DURATION=14m",
-			"STREAM_DEADLINE_MARGIN=2s", "ALLOWED_ORIGINS=http://localhost:3000"),
-		Timeout:     30 * time.Second, // the planned end, were the close not noticed: 28 s
-		Concurrency: 2,                // the stream's environment is busy: the close gets another
-		Stdout:      out,
-		Stderr:      out,
-	})
-	if err != nil {
-		t.Fatalf("lambdaemu: %v", err)
-	}
-	defer e.Close()
-	defer func() {
-		if t.Failed() {
-			t.Logf("function output:\n%s", out)
-		}
-	}()
+	// A 30 s timeout: the planned end, were the close not noticed, is at
+	// 28 s. Two environments: the stream's is busy, the close gets the other.
+	e := startStream(t, bootstrap, 30*time.Second, 2, functionEnv(endpoint, table,
+		"HEARTBEAT_INTERVAL=1s", "POLL_INTERVAL="+poll.String(), "MAX_STREAM_DURATION=14m",
+		"STREAM_DEADLINE_MARGIN=2s", "ALLOWED_ORIGINS=http://localhost:3000"))
 	srv := httptest.NewServer(front(e))
 	defer srv.Close()
 

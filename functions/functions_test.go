@@ -673,6 +673,28 @@ func testSamplesUnderRIE(t *testing.T, endpoint, rieBin string, bootstraps map[s
 
 // ---- the stream function under lambdaemu ------------------------------------------
 
+// startStream runs the stream bootstrap under lambdaemu, for the test: up
+// to concurrency environments, each invocation bounded by timeout. Its
+// output is logged if the test fails.
+func startStream(t *testing.T, bootstrap string, timeout time.Duration, concurrency int, env []string) *lambdaemu.Emulator {
+	t.Helper()
+	out := &testutil.Buffer{}
+	e, err := lambdaemu.Start(t.Context(), lambdaemu.Function{
+		Path: bootstrap, Name: "StreamFunction", Env: env,
+		Timeout: timeout, Concurrency: concurrency, Stdout: out, Stderr: out,
+	})
+	if err != nil {
+		t.Fatalf("lambdaemu: %v", err)
+	}
+	t.Cleanup(func() {
+		e.Close()
+		if t.Failed() {
+			t.Logf("function output:\n%s", out)
+		}
+	})
+	return e
+}
+
 type timedEvent struct {
 	sse.Event
 	at time.Time
@@ -774,27 +796,10 @@ func testStreamUnderEmulator(t *testing.T, endpoint, bootstrap string, front fun
 		t.Fatal(err)
 	}
 
-	out := &testutil.Buffer{}
-	e, err := lambdaemu.Start(ctx, lambdaemu.Function{
-		Path: bootstrap,
-		Name: "StreamFunction",
-		Env: functionEnv(endpoint, table,
-			"HEARTBEAT_INTERVAL=1s", "POLL_INTERVAL=200ms", "HOLE_TIMEOUT=2s",
-			"MAX_STREAM_DURATION=14m", "STREAM_DEADLINE_MARGIN="+margin.String(),
-			"REPLAY_COUNT=5", "ALLOWED_ORIGINS=http://localhost:3000"),
-		Timeout: timeout,
-		Stdout:  out,
-		Stderr:  out,
-	})
-	if err != nil {
-		t.Fatalf("lambdaemu: %v", err)
-	}
-	defer e.Close()
-	defer func() {
-		if t.Failed() {
-			t.Logf("function output:\n%s", out)
-		}
-	}()
+	e := startStream(t, bootstrap, timeout, 1, functionEnv(endpoint, table,
+		"HEARTBEAT_INTERVAL=1s", "POLL_INTERVAL=200ms", "HOLE_TIMEOUT=2s",
+		"MAX_STREAM_DURATION=14m", "STREAM_DEADLINE_MARGIN="+margin.String(),
+		"REPLAY_COUNT=5", "ALLOWED_ORIGINS=http://localhost:3000"))
 	t.Logf("StreamFunction init under lambdaemu (process start to first /next): %v", e.InitDuration())
 	srv := httptest.NewServer(front(e))
 	defer srv.Close()
