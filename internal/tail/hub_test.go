@@ -69,7 +69,6 @@ func follow(ctx context.Context, f *tail.Follower, want int) ([]string, error) {
 // control).
 func TestHubReadsOncePerPoll(t *testing.T) {
 	const messages, poll = 40, 20 * time.Millisecond
-	reads := map[string]int64{}
 	for _, tt := range []struct {
 		k   int
 		hub bool
@@ -93,6 +92,7 @@ func TestHubReadsOncePerPoll(t *testing.T) {
 				fs = append(fs, f)
 			}
 			st.reads.Store(0)
+			start := time.Now()
 			var sent []string
 			var wg sync.WaitGroup
 			got := make([][]string, tt.k)
@@ -114,16 +114,18 @@ func TestHubReadsOncePerPoll(t *testing.T) {
 					t.Fatalf("follower %d got %d messages (%v), want all %d in order", i, len(got[i]), errs[i], len(sent))
 				}
 			}
-			reads[name] = st.reads.Load()
-			t.Logf("%s: %d Reads for %d messages over %v", name, reads[name], messages, time.Duration(messages)*poll/2)
+			reads, polls := st.reads.Load(), int64(time.Since(start)/poll)
+			t.Logf("%s: %d Reads in %d poll intervals, for %d messages", name, reads, polls, messages)
+			// A hub reads at most once per interval, whatever k; followers
+			// without one read once per interval each (the control), even
+			// if a loaded machine delays some of their timers.
+			if tt.hub && reads > polls+2 {
+				t.Errorf("%d followers on a hub made %d Reads in %d poll intervals: more than one per interval", tt.k, reads, polls)
+			}
+			if !tt.hub && reads < int64(tt.k)*polls/3 {
+				t.Errorf("control: %d followers without a hub made only %d Reads in %d intervals; the count does not tell", tt.k, reads, polls)
+			}
 		})
-	}
-	one := reads["k=1,hub=true"]
-	if r := reads["k=100,hub=true"]; r > 2*one+10 {
-		t.Errorf("100 followers on a hub made %d Reads, one alone %d: the reads grow with the followers", r, one)
-	}
-	if r := reads["k=10,hub=false"]; r < 5*one {
-		t.Errorf("control: 10 followers without a hub made only %d Reads (one: %d); the count does not tell", r, one)
 	}
 }
 
