@@ -5,9 +5,7 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"github.com/webhook-relay/webhook-relay/internal/logkey"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -461,22 +459,8 @@ new MutationObserver(() => window.__states.push(document.getElementById("status"
 // must have resumed from the browser's Last-Event-ID.
 func checkResumed(t *testing.T, srv *testServer, sessionID string) {
 	t.Helper()
-	var opened, resumed int
-	for _, line := range strings.Split(srv.Log.String(), "\n") {
-		var e struct {
-			Msg     string `json:"msg"`
-			Session string `json:"session"` // a keyed hash while tokens are off
-			Resumed bool   `json:"resumed"`
-		}
-		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "stream opened" || e.Session != logkey.Session("", sessionID) {
-			continue
-		}
-		opened++
-		if e.Resumed {
-			resumed++
-		}
-	}
-	if opened < 2 || resumed != opened-1 {
+	l := readStreamLog(srv, sessionID)
+	if opened, resumed := len(l.opened), l.resumedCount(); opened < 2 || resumed != opened-1 {
 		t.Errorf("the server log shows %d streams opened for the session, %d of them resumed; want the reconnects (all but the first) resumed\n%s",
 			opened, resumed, srv.Log.String())
 	}

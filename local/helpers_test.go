@@ -28,6 +28,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webhook-relay/webhook-relay/internal/logkey"
 	"github.com/webhook-relay/webhook-relay/internal/sse"
 	"github.com/webhook-relay/webhook-relay/internal/testutil"
 )
@@ -478,3 +479,48 @@ func (p *process) wait(timeout time.Duration) error {
 var errTimeout = errors.New("timed out")
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// streamLog is what the relay's log says of one session's streams: the
+// connection ids opened (in order), whether each open resumed, and the
+// close requests (of any stream).
+type streamLog struct {
+	opened  []string
+	resumed []bool
+	closeRq map[string]string // connection id -> where the close found it
+}
+
+func readStreamLog(srv *testServer, sessionID string) streamLog {
+	l := streamLog{closeRq: map[string]string{}}
+	for _, line := range strings.Split(srv.Log.String(), "\n") {
+		var e struct {
+			Msg          string `json:"msg"`
+			Session      string `json:"session"`   // a keyed hash while tokens are off
+			SessionID    string `json:"sessionId"` // with tokens on
+			ConnectionID string `json:"connectionId"`
+			Resumed      bool   `json:"resumed"`
+			Found        string `json:"found"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil {
+			continue
+		}
+		switch {
+		case e.Msg == "stream opened" && (e.Session == logkey.Session("", sessionID) || e.SessionID == sessionID):
+			l.opened = append(l.opened, e.ConnectionID)
+			l.resumed = append(l.resumed, e.Resumed)
+		case e.Msg == "stream close requested":
+			l.closeRq[e.ConnectionID] = e.Found
+		}
+	}
+	return l
+}
+
+// resumedCount is how many of the opens resumed.
+func (l streamLog) resumedCount() int {
+	n := 0
+	for _, r := range l.resumed {
+		if r {
+			n++
+		}
+	}
+	return n
+}

@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/webhook-relay/webhook-relay/internal/logkey"
 )
 
 // activeConnections is GET /api/webhook's count of open streams.
@@ -37,39 +35,6 @@ func activeConnections(t *testing.T, base string) int {
 		t.Fatal(err)
 	}
 	return h.ActiveConnections
-}
-
-// streamLog is what the relay's log says of one session's streams: the
-// connection ids opened (in order), those closed by a close request, and
-// whether each open resumed.
-type streamLog struct {
-	opened  []string
-	resumed []bool
-	closeRq map[string]string // connection id -> where the close found it
-}
-
-func readStreamLog(srv *testServer, sessionID string) streamLog {
-	l := streamLog{closeRq: map[string]string{}}
-	for _, line := range strings.Split(srv.Log.String(), "\n") {
-		var e struct {
-			Msg          string `json:"msg"`
-			Session      string `json:"session"`
-			ConnectionID string `json:"connectionId"`
-			Resumed      bool   `json:"resumed"`
-			Found        string `json:"found"`
-		}
-		if json.Unmarshal([]byte(line), &e) != nil {
-			continue
-		}
-		switch {
-		case e.Msg == "stream opened" && e.Session == logkey.Session("", sessionID):
-			l.opened = append(l.opened, e.ConnectionID)
-			l.resumed = append(l.resumed, e.Resumed)
-		case e.Msg == "stream close requested":
-			l.closeRq[e.ConnectionID] = e.Found
-		}
-	}
-	return l
 }
 
 func TestPageLeavesAndPauses(t *testing.T) {

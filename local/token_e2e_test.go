@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
@@ -131,21 +130,8 @@ func requestToken(t *testing.T, keys *token.Keys, req netRequest) streamToken {
 // a session (tokens on: the session id is logged as it is).
 func streamOpenedLog(t *testing.T, srv *testServer, sessionID string) (opened, resumed int) {
 	t.Helper()
-	for _, line := range strings.Split(srv.Log.String(), "\n") {
-		var e struct {
-			Msg       string `json:"msg"`
-			SessionID string `json:"sessionId"`
-			Resumed   bool   `json:"resumed"`
-		}
-		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "stream opened" || e.SessionID != sessionID {
-			continue
-		}
-		opened++
-		if e.Resumed {
-			resumed++
-		}
-	}
-	return opened, resumed
+	l := readStreamLog(srv, sessionID)
+	return len(l.opened), l.resumedCount()
 }
 
 // getStatus answers a GET with the status, a header and the body.
