@@ -49,6 +49,7 @@ type Config struct {
 	HeartbeatInterval         time.Duration
 	PollInterval              time.Duration
 	HoleTimeout               time.Duration
+	FlushDelay                time.Duration // least time between two writes of news to one stream
 	MaxStreamDuration         time.Duration
 	StreamDeadlineMargin      time.Duration
 	RetryMS                   int
@@ -108,6 +109,16 @@ func Variables() []Var {
 		{"REPLAY_COUNT", "5", "Recent messages replayed to a new stream, in total across its partitions.", Stream | Local, false, integer(func(c *Config) *int { return &c.ReplayCount }, 0, 1000)},
 		{"HEARTBEAT_INTERVAL", "30s", "SSE heartbeat comment interval; connection leases are renewed with it.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.HeartbeatInterval }, 1)},
 		{"POLL_INTERVAL", "1s", "How often a stream reads DynamoDB for new messages (the memory store wakes streams at once).", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.PollInterval }, 1)},
+		{"FLUSH_DELAY", "2ms", "Least time between two writes of messages to one stream: what arrives meanwhile goes out in one write, so a busy stream makes fewer, larger writes; the first message after a quiet spell is written at once. 0 writes each wake-up at once; at most 1s.", Stream | Local, false,
+			func(c *Config, v string) error {
+				if err := duration(func(c *Config) *time.Duration { return &c.FlushDelay }, 0)(c, v); err != nil {
+					return err
+				}
+				if c.FlushDelay > time.Second {
+					return fmt.Errorf("at most 1s: a stream's messages would wait that long under load")
+				}
+				return nil
+			}},
 		{"HOLE_TIMEOUT", "2s", "How long a stream waits for a missing sequence number before closing the hole.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.HoleTimeout }, 1)},
 		{"MAX_STREAM_DURATION", "14m", "Planned end of a stream; the browser reconnects and resumes exactly.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.MaxStreamDuration }, 1)},
 		{"STREAM_DEADLINE_MARGIN", "10s", "End a stream this long before the Lambda deadline.", Stream | Local, false, duration(func(c *Config) *time.Duration { return &c.StreamDeadlineMargin }, 0)},

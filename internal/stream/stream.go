@@ -310,7 +310,8 @@ type conn struct {
 	rc        *http.ResponseController
 	buf       []byte
 	events    int
-	delivered int // webhook messages, replay included
+	delivered int       // webhook messages, replay included
+	flushedAt time.Time // when news was last written; used by the loop alone, without mu
 
 	mu     sync.Mutex
 	closed bool // the handler returned or is returning: no more writes
@@ -558,7 +559,13 @@ func (ls *liveStream) loop() {
 			}
 			return
 		case <-wake.C[0]:
+			if ls.hold(poll, &wake) {
+				continue
+			}
 		case <-wake.C[1]:
+			if ls.hold(poll, &wake) {
+				continue
+			}
 		case <-poll.C:
 		}
 		var err error
@@ -572,6 +579,20 @@ func (ls *liveStream) loop() {
 		}
 		poll.Reset(wake.After)
 	}
+}
+
+// hold defers a step woken by news until FlushDelay has passed since the
+// stream last wrote news: under load each write then carries many events
+// (a write is most of what a delivery costs), while the first event after
+// a quiet spell goes out at once. It reports whether it deferred.
+func (ls *liveStream) hold(poll *time.Timer, wake *tail.Wake) bool {
+	d := ls.h.cfg.FlushDelay - time.Since(ls.c.flushedAt)
+	if d <= 0 {
+		return false
+	}
+	poll.Reset(d)
+	wake.C = [2]<-chan struct{}{}
+	return true
 }
 
 // finish stops the heartbeat, releases the lease (waiting for a renewal in
@@ -694,6 +715,7 @@ func (h *Handler) step(ctx context.Context, log *slog.Logger, c *conn, f *tail.F
 		if werr != nil {
 			return tail.Wake{}, storeDown, werr
 		}
+		c.flushedAt = time.Now()
 	}
 	wake := f.Next()
 	switch {
