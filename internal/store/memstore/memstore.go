@@ -6,8 +6,10 @@ package memstore
 
 import (
 	"context"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/webhook-relay/webhook-relay/internal/message"
@@ -46,6 +48,7 @@ type partition struct {
 	purged  bool    // base was raised by expiry (history was lost), not at creation
 	slots   []*slot // slots[i] is sequence number base+1+i; nil while in flight
 	changed chan struct{}
+	watched atomic.Bool              // changed was handed to a reader since the last wake
 	filled  map[uint64]chan struct{} // readers waiting on a hole, by number
 }
 
@@ -135,28 +138,41 @@ func (s *Store) Append(ctx context.Context, msg message.Message, idemKey string)
 		return store.AppendResult{}, err
 	}
 
+	res, woke, err := s.put(name, seq, msg, idemKey)
+	if woke {
+		// Let the streams this write woke run before its writer answers
+		// the sender: they would otherwise wait for this goroutine to block
+		// (its reply written), which is most of a targeted delivery's
+		// latency on a busy machine.
+		runtime.Gosched()
+	}
+	return res, err
+}
+
+// put stores msg under seq, unless a reader closed seq meanwhile, and
+// wakes the partition's readers; woke reports whether any were waiting.
+func (s *Store) put(name string, seq uint64, msg message.Message, idemKey string) (res store.AppendResult, woke bool, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p = s.part(name)
+	p := s.part(name)
 	if sl := p.get(seq); sl != nil || seq <= p.base {
 		// A reader closed our number: nothing is stored, the sender retries.
-		return store.AppendResult{}, store.ErrHoleClosed
+		return store.AppendResult{}, false, store.ErrHoleClosed
 	}
 	if r, ok := s.lookupIdem(idemKey); ok {
 		// A concurrent retry with the same key won; close our number at once
 		// so readers need not wait for it.
 		p.put(seq, &slot{entry: tombstone(seq, s.now()), expiresAt: s.now().Add(s.ttl)})
 		s.wake(p)
-		return r, nil
+		return r, false, nil
 	}
-	res := store.AppendResult{Message: msg, Seq: seq}
+	res = store.AppendResult{Message: msg, Seq: seq}
 	p.put(seq, &slot{entry: store.Entry{Seq: seq, Message: msg}, expiresAt: s.now().Add(s.ttl)})
 	if idemKey != "" {
 		s.idem[idemKey] = idemRecord{result: store.AppendResult{Message: msg, Seq: seq, Replayed: true}, expiresAt: s.now().Add(max(s.ttl, store.IdempotencyRetention))}
 	}
 	p.purge(s.now(), s.ttl)
-	s.wake(p)
-	return res, nil
+	return res, s.wake(p), nil
 }
 
 func (s *Store) lookupIdem(key string) (store.AppendResult, bool) {
@@ -236,9 +252,12 @@ func (p *partition) purge(now time.Time, ttl time.Duration) {
 	p.release(p.base)
 }
 
-func (s *Store) wake(p *partition) {
+// wake closes p's change channel for a new one, and reports whether a
+// reader had taken the old one. Callers hold s.mu for writing.
+func (s *Store) wake(p *partition) bool {
 	close(p.changed)
 	p.changed = make(chan struct{})
+	return p.watched.Swap(false)
 }
 
 // sweepEvery paces the sweeper: often enough that memory follows the
@@ -302,13 +321,16 @@ func (s *Store) Changed(partition string) <-chan struct{} {
 	s.mu.RLock()
 	if p := s.partitions[partition]; p != nil {
 		defer s.mu.RUnlock()
+		p.watched.Store(true)
 		return p.changed
 	}
 	s.mu.RUnlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.maybeSweep()
-	return s.part(partition).changed
+	p := s.part(partition)
+	p.watched.Store(true)
+	return p.changed
 }
 
 // Filled returns a channel closed once slot seq of partition is written or
