@@ -16,7 +16,7 @@ help:
 	@echo 'make lint-template         cfn-lint template.yaml (part of make test)'
 	@echo 'make run-dynamodb          local adapter on DynamoDB Local instead of the memory store'
 	@echo 'make fuzz                  every fuzz target for FUZZTIME (default 20s) each'
-	@echo 'make bench                 T1-T5: relay vs the floor and Centrifugo (pinned), DynamoDB reads per poll -> docs/benchmarks.md (~12 min; BENCH_QUICK=1: ~3 min)'
+	@echo 'make bench                 T1-T5: relay vs the floor and Centrifugo (pinned), DynamoDB reads per poll -> docs/benchmarks.md (~15 min; BENCH_QUICK=1: ~3 min)'
 	@echo 'make soak                  1000 streams, 100 msg/s, 10 min, random resumes (SOAK_DURATION=1m: smoke)'
 	@echo 'make reliability           lost/duplicated/misrouted/503-but-delivered/500s under soak, AWS faults, memory -> docs/reliability.md (~13 min)'
 	@echo 'make cost                  billed Lambda s and DynamoDB requests per visible chat window, before/after close and pause -> docs/cost.md (~3.5 min; COST_SMOKE=1: smoke)'

@@ -6,7 +6,7 @@
 # 127.0.0.1; every server started here is stopped by its pid when the script ends, also on
 # failure or Ctrl-C.
 #
-#   infra/bench.sh                     # the published set, about 12 minutes
+#   infra/bench.sh                     # the published set, about 15 minutes
 #   BENCH_QUICK=1 infra/bench.sh       # a quick pass (about 3 minutes), marked as such
 #   BENCH_ONLY="t1 t4" infra/bench.sh  # only some tests (t1 t2 t3 t4 t5; t5k: only T5's reads per poll)
 #
@@ -14,7 +14,7 @@
 #   BENCH_DURATION        publishing time of T1-T3 [20s; quick 4s]
 #   BENCH_T5_DURATION     publishing time of T5 [10s; quick: BENCH_DURATION]
 #   BENCH_REPEAT          runs per test and server, the order of relay/floor/Centrifugo
-#                         rotating [2; quick 1]
+#                         rotating [3; quick 1]
 #   BENCH_CENTRIFUGO      1: Centrifugo is the third server of T1-T4; 0: relay and floor only [1]
 #   BENCH_T4_SUBSCRIBERS  idle connections in T4 [10000; quick 2000]
 #   BENCH_T5_SUBSCRIBERS  streams in T5 [50]; the T2 shape sends S/10 msg/s to broadcast,
@@ -45,7 +45,7 @@ if [[ "$QUICK" == 1 ]]; then
 	T5D="${BENCH_T5_DURATION:-$D}"
 else
 	D="${BENCH_DURATION:-20s}"
-	REPEAT="${BENCH_REPEAT:-2}"
+	REPEAT="${BENCH_REPEAT:-3}"
 	T4S="${BENCH_T4_SUBSCRIBERS:-10000}"
 	T5IDLE="${BENCH_T5_IDLE:-30s}"
 	T5POLLS="${BENCH_T5_POLLS:-10}"
