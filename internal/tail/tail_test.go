@@ -638,3 +638,43 @@ func TestDefaults(t *testing.T) {
 		}
 	})
 }
+
+// TestIdleFollowerOfNotifyingStoreSleeps: with a store that notifies, an
+// idle follower (alone or through the hub) waits on the store's change
+// channel and not on a short timer, which would cost every idle stream a
+// wake-up per interval; a write still wakes it at once.
+func TestIdleFollowerOfNotifyingStoreSleeps(t *testing.T) {
+	const poll = 100 * time.Millisecond
+	for _, viaHub := range []bool{false, true} {
+		t.Run(fmt.Sprintf("hub=%v", viaHub), func(t *testing.T) {
+			st := storetest.NewMemory(t, storetest.Options{})
+			opts := tail.Options{PollInterval: poll, HoleTimeout: time.Second}
+			if viaHub {
+				opts.Hub = tail.NewHub()
+			}
+			f, _, _, err := tail.Open(ctx(t), st, opts, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if ds, err := f.Poll(ctx(t)); err != nil || len(ds) != 0 {
+				t.Fatalf("idle poll: %d deliveries, %v", len(ds), err)
+			}
+			w := f.Next()
+			if w.C[0] == nil || w.After < 10*time.Second {
+				t.Fatalf("idle follower: Next() = {After: %v, waits on a channel: %v}; want a change channel and no timer shorter than 10s (POLL_INTERVAL is %v)", w.After, w.C[0] != nil, poll)
+			}
+			if _, err := st.Append(ctx(t), message.New(time.Now(), "", "news"), ""); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-w.C[0]:
+			case <-time.After(5 * time.Second):
+				t.Fatal("a write did not wake the idle follower")
+			}
+			if ds, err := f.Poll(ctx(t)); err != nil || len(ds) != 1 || ds[0].Message.Text != "news" {
+				t.Fatalf("after the write: %d deliveries, %v; want the one message", len(ds), err)
+			}
+		})
+	}
+}
