@@ -671,20 +671,13 @@ func (f *reader) advance(ctx context.Context, p *follow, take func(store.Entry))
 	return nil
 }
 
-// notifiedPollBound is the longest a follower of a notifying store sleeps
-// without a wake-up.
-const notifiedPollBound = 30 * time.Second
-
 // Next says when to poll again.
 func (f *Follower) Next() Wake {
 	w := Wake{After: f.opts.PollInterval}
 	if f.notifier != nil {
-		// Notified stores need no polling: the change channel is taken
-		// before each read, so no write goes unseen. The interval only
-		// bounds a wake-up lost to a defect, and is long: each idle stream
-		// would otherwise cost a poll per second (5,000 idle streams of
-		// the local adapter: 2.8% of a core at 1 s).
-		w.After = max(f.opts.PollInterval, notifiedPollBound)
+		// Notified stores need no polling; the interval only bounds a
+		// missed wake-up.
+		w.After = max(f.opts.PollInterval, time.Second)
 	}
 	for i, p := range f.parts {
 		if p.viaFeed {
