@@ -258,8 +258,25 @@ type rie struct {
 }
 
 // startRIE runs bootstrap under the RIE, with its invoke endpoint and its
-// runtime API each on a port of their own on 127.0.0.1.
+// runtime API each on a port of their own on 127.0.0.1. A port found free
+// can be taken by a parallel test before the RIE binds it: that start is
+// tried again on new ports.
 func startRIE(t *testing.T, rieBin, bootstrap string, env []string) *rie {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		r, out := tryStartRIE(t, rieBin, bootstrap, env)
+		if r != nil {
+			return r
+		}
+		if attempt == 3 || !strings.Contains(out, "address already in use") {
+			t.Fatalf("RIE exited at start (attempt %d):\n%s", attempt, out)
+		}
+	}
+}
+
+// tryStartRIE is one start; it returns nil and the output when the RIE
+// exited at once.
+func tryStartRIE(t *testing.T, rieBin, bootstrap string, env []string) (*rie, string) {
 	t.Helper()
 	invokePort, apiPort := freePort(t), freePort(t)
 	out := &testutil.Buffer{}
@@ -288,7 +305,7 @@ func startRIE(t *testing.T, rieBin, bootstrap string, env []string) *rie {
 	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		select {
 		case <-exited:
-			t.Fatalf("RIE exited at start:\n%s", out)
+			return nil, out.String()
 		default:
 		}
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
@@ -299,7 +316,7 @@ func startRIE(t *testing.T, rieBin, bootstrap string, env []string) *rie {
 			t.Fatalf("RIE not listening on %s after 15s:\n%s", addr, out)
 		}
 	}
-	return &rie{url: "http://" + addr + "/2015-03-31/functions/function/invocations", out: out}
+	return &rie{url: "http://" + addr + "/2015-03-31/functions/function/invocations", out: out}, ""
 }
 
 // invoke sends event and returns the function's response payload.
