@@ -552,6 +552,7 @@ func (ls *liveStream) loop() {
 	var wake tail.Wake
 	var storeDown bool
 	for {
+		timed := false
 		select {
 		case <-ls.ctx.Done():
 			if ls.failed.Load() {
@@ -559,14 +560,12 @@ func (ls *liveStream) loop() {
 			}
 			return
 		case <-wake.C[0]:
-			if ls.hold(poll, &wake) {
-				continue
-			}
 		case <-wake.C[1]:
-			if ls.hold(poll, &wake) {
-				continue
-			}
 		case <-poll.C:
+			timed = true
+		}
+		if !timed && ls.hold(poll, &wake) {
+			continue
 		}
 		var err error
 		if wake, storeDown, err = ls.h.step(ls.ctx, ls.log, ls.c, ls.f, storeDown); err != nil {

@@ -22,26 +22,25 @@ func serve(t *testing.T, h http.Handler) *httptest.Server {
 	return srv
 }
 
-func TestFunctionURLHandlerStreamsProgressively(t *testing.T) {
-	g := newGate(t)
-	e := start(t, "streamfn", withGate(g))
-	srv := serve(t, e.FunctionURLHandler())
-
+// openStream asks srv for the stream function's stream; the headers must
+// come while the function is still held at its gate.
+func openStream(t *testing.T, srv *httptest.Server) *http.Response {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/webhook/stream", nil)
 	resp, err := srv.Client().Do(req)
 	if err != nil {
 		t.Fatalf("the response headers did not come before the function finished: %v", err)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Stream-Test") != "yes" ||
-		resp.Header.Get("Set-Cookie") != "s=1" || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
-		t.Errorf("status %d, header %v", resp.StatusCode, resp.Header)
-	}
-	if !slices.Equal(resp.TransferEncoding, []string{"chunked"}) {
-		t.Errorf("TransferEncoding = %q, want chunked", resp.TransferEncoding)
-	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// readProgressively reads the stream function's body: its first chunk
+// before g opens, the rest after.
+func readProgressively(t *testing.T, resp *http.Response, g *gate) {
+	t.Helper()
 	first, err := readWithin(t, resp.Body, 5*time.Second, "first chunk over HTTP before the gate opens (is the stream buffered?)")
 	if first != "a" || err != nil {
 		t.Fatalf("first read = %q, %v; want \"a\"", first, err)
@@ -52,6 +51,22 @@ func TestFunctionURLHandlerStreamsProgressively(t *testing.T) {
 	if err != nil || string(rest) != "b" {
 		t.Fatalf("rest = %q, %v; want \"b\"", rest, err)
 	}
+}
+
+func TestFunctionURLHandlerStreamsProgressively(t *testing.T) {
+	g := newGate(t)
+	e := start(t, "streamfn", withGate(g))
+	srv := serve(t, e.FunctionURLHandler())
+
+	resp := openStream(t, srv)
+	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Stream-Test") != "yes" ||
+		resp.Header.Get("Set-Cookie") != "s=1" || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
+		t.Errorf("status %d, header %v", resp.StatusCode, resp.Header)
+	}
+	if !slices.Equal(resp.TransferEncoding, []string{"chunked"}) {
+		t.Errorf("TransferEncoding = %q, want chunked", resp.TransferEncoding)
+	}
+	readProgressively(t, resp, g)
 }
 
 // A client that disconnects does not stop the function, as on AWS: it waits
@@ -281,39 +296,23 @@ func TestAPIGatewayV1StreamHandler(t *testing.T) {
 	e := start(t, "streamfn", func(fn *Function) { withGate(g)(fn); withEnv("STREAMFN_MODE=rest")(fn) })
 	srv := serve(t, e.APIGatewayV1StreamHandler(0))
 
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/api/webhook/stream", nil)
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatalf("the response headers did not come before the function finished: %v", err)
-	}
-	defer resp.Body.Close()
+	resp := openStream(t, srv)
 	if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Stream-Test") != "yes" ||
 		!slices.Equal(resp.Header.Values("X-Multi"), []string{"1", "2"}) ||
 		resp.Header.Get("Set-Cookie") != "s=1" || resp.Header.Get("Content-Type") != "text/plain; charset=utf-8" {
 		t.Errorf("status %d, header %v", resp.StatusCode, resp.Header)
 	}
-	first, err := readWithin(t, resp.Body, 5*time.Second, "first chunk over HTTP before the gate opens (is the stream buffered?)")
-	if first != "a" || err != nil {
-		t.Fatalf("first read = %q, %v; want \"a\"", first, err)
-	}
-	g.waitArrival(t)
-	g.open()
-	rest, err := io.ReadAll(resp.Body)
-	if err != nil || string(rest) != "b" {
-		t.Fatalf("rest = %q, %v; want \"b\"", rest, err)
-	}
+	readProgressively(t, resp, g)
 
-	resp, err = srv.Client().Get(srv.URL + "/echo?x=1&x=2")
+	echoed, err := srv.Client().Get(srv.URL + "/echo?x=1&x=2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
+	defer echoed.Body.Close()
 	var ec struct {
 		Event events.APIGatewayProxyRequest `json:"event"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&ec); err != nil {
+	if err := json.NewDecoder(echoed.Body).Decode(&ec); err != nil {
 		t.Fatal(err)
 	}
 	if ev := ec.Event; ev.HTTPMethod != "GET" || ev.Path != "/echo" || ev.Resource != "/{proxy+}" ||
